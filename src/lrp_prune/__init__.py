@@ -1,0 +1,54 @@
+"""lrp_prune: learn which BERT attention heads matter, then physically remove the rest.
+
+A MindSpore port of Golden Stick's LRP head pruner (Voita et al. 2019): a Hard
+Concrete gate per head, an L0 penalty, then slicing of Q/K/V/O.
+
+Example:
+    >>> from lrp_prune import BertConfig, BertModel, HeadPruningFactory, PruningType, SupportedModels
+    >>> cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+    ...                  num_attention_heads=4, intermediate_size=37, seq_length=8)
+    >>> pruner = HeadPruningFactory.get_pruner({"prune_type": PruningType.LRP,
+    ...     "arch_type": SupportedModels.BERT, "config": {"l0_penalty": 0.0015}})
+    >>> gated = pruner.apply(BertModel(cfg, is_training=True))
+    >>> pruned = pruner.convert(gated)
+    >>> pruned.config.heads_per_layer
+    (4, 4)
+"""
+
+from lrp_prune.checkpoint import LoadReport, load_checkpoint, save_checkpoint
+from lrp_prune.config import BertConfig
+from lrp_prune.errors import LRPPruneError
+from lrp_prune.gate import GateSettings, HardConcreteGate
+from lrp_prune.model import BertClassifier, BertClassifierWithLoss, BertModel, prune_heads
+from lrp_prune.pruner import (HeadPruningFactory, LRPHeadPruner, PrunerConfig, PruningType, SupportedModels,
+                              parameter_groups)
+from lrp_prune.serialization import export_mindir, load_mindir, load_pruned, read_heads_to_prune, save_pruned
+from lrp_prune.summary import PruningSummary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BertConfig",
+    "BertModel",
+    "BertClassifier",
+    "BertClassifierWithLoss",
+    "GateSettings",
+    "HardConcreteGate",
+    "HeadPruningFactory",
+    "LRPHeadPruner",
+    "LRPPruneError",
+    "LoadReport",
+    "PrunerConfig",
+    "PruningSummary",
+    "PruningType",
+    "SupportedModels",
+    "export_mindir",
+    "load_checkpoint",
+    "load_mindir",
+    "load_pruned",
+    "parameter_groups",
+    "prune_heads",
+    "read_heads_to_prune",
+    "save_checkpoint",
+    "save_pruned",
+]

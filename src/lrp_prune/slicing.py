@@ -1,0 +1,129 @@
+"""Pure functions that compute which rows and columns survive head pruning.
+
+Head ``j`` (local position within a layer) with head size ``d`` owns rows
+``j*d:(j+1)*d`` of the query/key/value weights and biases, and columns
+``j*d:(j+1)*d`` of the attention output weight ``W_O`` (its bias belongs to
+no head). Every function here takes and returns numpy arrays and never touches
+a Cell, so each one can be checked on small hand-written matrices.
+
+Example:
+    >>> import numpy as np
+    >>> plan = plan_layer(heads=(0, 1, 3), prune=[1], head_size=2)
+    >>> plan.kept_heads, plan.kept_positions, plan.index.tolist()
+    ((0, 3), (0, 2), [0, 1, 4, 5])
+    >>> w = np.arange(12.0).reshape(6, 2)
+    >>> slice_rows(w, plan.index).tolist()
+    [[0.0, 1.0], [2.0, 3.0], [8.0, 9.0], [10.0, 11.0]]
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from lrp_prune.errors import LRPPruneError, describe
+
+__all__ = [
+    "LayerPlan",
+    "plan_layer",
+    "head_index",
+    "slice_rows",
+    "slice_columns",
+    "normalise_heads_to_prune",
+]
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What stays of one layer.
+
+    Attributes:
+        kept_heads: original indices of the heads that stay.
+        kept_positions: their positions among the layer's current heads.
+        index: the rows of Q/K/V (and columns of W_O) that stay, ``int64``.
+    """
+
+    kept_heads: tuple[int, ...]
+    kept_positions: tuple[int, ...]
+    index: np.ndarray
+
+
+def head_index(positions: Sequence[int], head_size: int) -> np.ndarray:
+    """Rows owned by the heads at ``positions`` (in order): ``[p*d, ..., p*d + d - 1, ...]``."""
+    positions = np.asarray(positions, dtype=np.int64).reshape(-1, 1)  # (n, 1)
+    return (positions * head_size + np.arange(head_size, dtype=np.int64)).reshape(-1)  # (n*d,)
+
+
+def plan_layer(heads: Sequence[int], prune: Iterable[int], head_size: int) -> LayerPlan:
+    """Plan the pruning of one layer.
+
+    Args:
+        heads: original indices of the heads the layer has now (sorted).
+        prune: original indices to remove; heads the layer no longer has are ignored,
+            so a second pruning may repeat earlier indices (pruning composes).
+        head_size: rows per head.
+    """
+    prune = set(int(h) for h in prune)
+    kept = [(pos, h) for pos, h in enumerate(heads) if h not in prune]
+    positions = tuple(pos for pos, _ in kept)
+    return LayerPlan(tuple(h for _, h in kept), positions, head_index(positions, head_size))
+
+
+def slice_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` of a weight ``[out, in]`` or a bias ``[out]`` (a new array)."""
+    return np.ascontiguousarray(np.take(array, index, axis=0))
+
+
+def slice_columns(weight: np.ndarray, index: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """Columns ``index`` of ``weight [out, in]``, each multiplied by ``scale`` (one per kept column).
+
+    Folding a head's gate ``g`` into its ``W_O`` columns keeps the layer's output
+    unchanged: ``W_O[:, cols] @ (g * context) == (W_O[:, cols] * g) @ context``.
+    """
+    out = np.take(weight, index, axis=1)
+    if scale is not None:
+        out = out * np.asarray(scale, dtype=np.float64).reshape(1, -1)
+    return np.ascontiguousarray(out.astype(weight.dtype, copy=False))
+
+
+def _as_index(value) -> int:
+    """An int, numpy int or decimal string (JSON keys); floats and bools are refused."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdecimal():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(value)
+    return int(value)
+
+
+def normalise_heads_to_prune(heads_to_prune: Mapping, num_layers: int, num_heads: int) -> dict[int, list[int]]:
+    """Validate ``{layer: [head indices]}`` and return it with every layer present, sorted.
+
+    Raises:
+        LRPPruneError: a key that is not a layer index, or a head index out of range.
+    """
+    if not isinstance(heads_to_prune, Mapping):
+        raise LRPPruneError(f"heads_to_prune: expected a dict {{layer: [head indices]}}, got "
+                            f"{describe(heads_to_prune)}")
+    out: dict[int, list[int]] = {i: [] for i in range(num_layers)}
+    for key, heads in heads_to_prune.items():
+        try:
+            layer = _as_index(key)
+        except (TypeError, ValueError):
+            raise LRPPruneError(f"heads_to_prune: expected integer layer keys, got {describe(key)}") from None
+        if not 0 <= layer < num_layers:
+            raise LRPPruneError(f"heads_to_prune: expected layer keys in [0, {num_layers}), got {layer}")
+        try:
+            if isinstance(heads, (str, bytes)):
+                raise TypeError(heads)
+            indices = sorted({_as_index(h) for h in heads})
+        except (TypeError, ValueError):
+            raise LRPPruneError(f"heads_to_prune[{layer}]: expected a list of integer head indices, got "
+                                f"{describe(heads)}") from None
+        bad = [h for h in indices if not 0 <= h < num_heads]
+        if bad:
+            raise LRPPruneError(f"heads_to_prune[{layer}]: expected head indices in [0, {num_heads}), got {bad}")
+        out[layer] = sorted(set(out[layer]) | set(indices))
+    return out

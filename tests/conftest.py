@@ -1,0 +1,21 @@
+"""Shared test set-up: quiet MindSpore, GRAPH_MODE by default, tests/ importable."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("GLOG_v", "3")
+sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py, tests/helpers.py
+
+import mindspore as ms  # noqa: E402
+import pytest  # noqa: E402
+
+ms.set_context(mode=ms.GRAPH_MODE)
+
+
+@pytest.fixture(autouse=True)
+def _graph_mode():
+    """Every test starts in GRAPH_MODE, whatever an earlier test switched to."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    yield
