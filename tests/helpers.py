@@ -51,3 +51,60 @@ def max_diff(a, b) -> float:
     a = a.asnumpy() if hasattr(a, "asnumpy") else np.asarray(a)
     b = b.asnumpy() if hasattr(b, "asnumpy") else np.asarray(b)
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+WORDS = ("a man woman dog cat runs sits plays eats is the on in park red blue big small happy sad "
+         "not no never guitar ball food street car house").split()
+
+
+def write_tiny_nli(root, n_train: int = 96, n_dev: int = 40, seed: int = 0, cfg: BertConfig | None = None):
+    """A tiny GLUE-MNLI layout (train.tsv, dev_matched.tsv, dev_mismatched.tsv), a vocab.txt, and
+    a random tiny BERT saved as a ModelZoo fine-tuning checkpoint with its BertConfig JSON.
+
+    The label is learnable: contradiction iff the hypothesis contains "not", entailment iff it
+    repeats the premise's first word, else neutral.
+
+    Returns ``{"data_dir", "vocab_file", "config_json", "checkpoint"}`` as strings.
+    """
+    import os
+    from pathlib import Path
+
+    from lrp_prune import BertClassifier, BertClassifierWithLoss, save_checkpoint
+
+    root = Path(root)
+    data_dir = root / "MNLI"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    labels = ("contradiction", "entailment", "neutral")
+
+    def rows(n):
+        out = []
+        for i in range(n):
+            premise = " ".join(rng.choice(WORDS[:-6], size=rng.integers(3, 7)))
+            label = labels[i % 3]
+            hyp = list(rng.choice(WORDS[1:-6], size=rng.integers(2, 5)))
+            if label == "contradiction":
+                hyp.insert(1, "not")
+            elif label == "entailment":
+                hyp.insert(0, premise.split()[0])
+            out.append((str(i), premise, " ".join(w for w in hyp if label == "contradiction" or w != "not"), label))
+        return out
+
+    header = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t" \
+             "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n"
+    for name, n in (("train.tsv", n_train), ("dev_matched.tsv", n_dev), ("dev_mismatched.tsv", n_dev)):
+        with open(data_dir / name, "w", encoding="utf-8") as f:
+            f.write(header)
+            for idx, p, h, lab in rows(n):
+                f.write(f"{idx}\t{idx}\t{idx}e\tfiction\t-\t-\t-\t-\t{p}\t{h}\t{lab}\t{lab}\n")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + ["."]
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    cfg = cfg or tiny_config(vocab_size=len(vocab) + 3, seq_length=16, max_position_embeddings=32,
+                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (root / "bert_config.json").write_text(cfg.to_json(), encoding="utf-8")
+    clf = BertClassifier(cfg, False, num_labels=3)
+    load_param_dict(clf.bert, random_params(cfg.to_dict(), seed))
+    save_checkpoint(BertClassifierWithLoss(clf), root / "bert_cls.ckpt")
+    return {"data_dir": str(data_dir), "vocab_file": str(root / "vocab.txt"),
+            "config_json": str(root / "bert_config.json"), "checkpoint": str(root / "bert_cls.ckpt"),
+            "root": os.fspath(root)}

@@ -544,6 +544,7 @@ def batches(
     drop_remainder: bool = True,
     buckets: Sequence[int] | None = None,
     seq_keys: Sequence[str] = SEQUENCE_KEYS,
+    pad_last: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Iterate over batches of a dict of arrays that share their first dimension N.
 
@@ -566,6 +567,9 @@ def batches(
         buckets: strictly increasing sequence lengths; the largest must be >= the
             longest example and <= L. Needs a ``"lengths"`` array.
         seq_keys: keys of arrays with a sequence axis 1 to cut to the bucket.
+        pad_last: with ``drop_remainder=False``, fill incomplete batches up to
+            ``batch_size`` by repeating their first row, and add a bool ``"valid"``
+            array marking the real rows (evaluation keeps one shape per bucket).
 
     Yields:
         Dicts with the keys of ``arrays``; each value is a fresh contiguous array.
@@ -578,6 +582,8 @@ def batches(
         >>> arrays = {"input_ids": np.ones((4, 8), np.int32), "lengths": np.array([3, 7, 4, 8])}
         >>> [(b["input_ids"].shape, b["lengths"].tolist()) for b in batches(arrays, 2, buckets=(4, 8))]
         [((2, 4), [3, 4]), ((2, 8), [7, 8])]
+        >>> [b["valid"].tolist() for b in batches({"x": np.arange(3)}, 2, drop_remainder=False, pad_last=True)]
+        [[True, True], [True, False]]
     """
     plan = _plan(arrays, batch_size, shuffle, seed, drop_remainder, buckets, seq_keys)
     cut = frozenset(seq_keys)
@@ -586,6 +592,10 @@ def batches(
     def generate() -> Iterator[dict[str, np.ndarray]]:
         for idx, bound in plan:
             batch = {}
+            if pad_last:
+                real = len(idx)
+                idx = np.concatenate([idx, np.repeat(idx[:1], batch_size - real)])  # (batch_size,)
+                batch["valid"] = np.arange(batch_size) < real
             for key, value in views.items():
                 rows = value[idx]  # (B, ...), a copy
                 if bound is not None and key in cut:

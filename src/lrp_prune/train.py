@@ -1,0 +1,185 @@
+"""Training primitives: a train step with loss scaling that works on CPU, evaluation, timing.
+
+MindSpore's ``nn.TrainOneStepWithLossScaleCell`` needs ``NPUGetFloatStatusV2``,
+which has no CPU kernel. :class:`TrainStep` instead checks the unscaled
+gradients with ``amp.all_finite`` (it runs everywhere), skips the update on
+overflow, and leaves the scale policy to :class:`DynamicLossScale` on the
+Python side, so it can be tested and logged.
+
+Example:
+    >>> scale = DynamicLossScale(init_scale=1024.0, factor=2.0, window=2)
+    >>> [scale.update(ok) or scale.scale for ok in (True, True, False, True)]
+    [1024.0, 2048.0, 1024.0, 1024.0]
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor, amp, nn, ops
+
+from lrp_prune.errors import expect
+
+__all__ = [
+    "TrainStep",
+    "DynamicLossScale",
+    "evaluate_accuracy",
+    "predict_logits",
+    "measure_latency",
+    "FEATURE_KEYS",
+]
+
+logger = logging.getLogger(__name__)
+
+FEATURE_KEYS = ("input_ids", "token_type_ids", "input_mask")
+_unscale = ops.MultitypeFuncGraph("unscale")
+
+
+@_unscale.register("Tensor", "Tensor")
+def _unscale_one(inv_scale: Tensor, grad: Tensor) -> Tensor:
+    return grad * inv_scale.astype(grad.dtype)
+
+
+class TrainStep(nn.Cell):
+    """One optimizer step of a with-loss cell: scaled backward, overflow check, clipping, update.
+
+    Args:
+        network: a cell ``(input_ids, token_type_ids, input_mask, label_ids) -> loss``.
+        optimizer: its optimizer.
+        clip_norm: global gradient norm clip (ModelZoo's BERT fine-tuning uses 1.0);
+            ``None`` turns it off.
+        reducer: a gradient reducer for data parallelism (``nn.DistributedGradReducer``).
+
+    ``construct(input_ids, token_type_ids, input_mask, label_ids, scale)`` returns
+    ``(loss, finite)``: the update is applied only when every gradient is finite.
+    """
+
+    def __init__(self, network: nn.Cell, optimizer: nn.Optimizer, clip_norm: float | None = 1.0,
+                 reducer: nn.Cell | None = None) -> None:
+        super().__init__(auto_prefix=False)
+        self.network = network
+        self.optimizer = optimizer
+        self.weights = optimizer.parameters
+        self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
+        self.clip = clip_norm is not None
+        self.clip_norm = float(clip_norm or 1.0)
+        self.reducer = reducer
+        self.hyper_map = ops.HyperMap()
+
+    def construct(self, input_ids, token_type_ids, input_mask, label_ids, scale):
+        loss = self.network(input_ids, token_type_ids, input_mask, label_ids)
+        sens = ops.fill(loss.dtype, loss.shape, 1.0) * scale.astype(loss.dtype)
+        grads = self.grad(self.network, self.weights)(input_ids, token_type_ids, input_mask, label_ids, sens)
+        if self.reducer is not None:
+            grads = self.reducer(grads)
+        grads = self.hyper_map(ops.partial(_unscale, 1.0 / scale), grads)
+        finite = amp.all_finite(grads)
+        if finite:
+            if self.clip:
+                grads = ops.clip_by_global_norm(grads, self.clip_norm)
+            loss = ops.depend(loss, self.optimizer(grads))
+        return loss, finite
+
+
+@dataclass
+class DynamicLossScale:
+    """Dynamic loss scale: halve on overflow, double after ``window`` finite steps.
+
+    Attributes:
+        scale: the current scale (1.0 and ``enabled=False`` for no scaling).
+        skipped: steps skipped because of overflow so far.
+    """
+
+    init_scale: float = 2.0 ** 16
+    factor: float = 2.0
+    window: int = 1000
+    min_scale: float = 1.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        expect(self.init_scale >= 1, "loss_scale", "a number >= 1", self.init_scale)
+        expect(self.factor > 1, "loss_scale factor", "a number > 1", self.factor)
+        expect(self.window >= 1, "loss_scale window", "an integer >= 1", self.window)
+        self.scale = float(self.init_scale) if self.enabled else 1.0
+        self.good_steps = 0
+        self.skipped = 0
+
+    def tensor(self) -> Tensor:
+        """The scale as a float32 scalar tensor (an input of :class:`TrainStep`)."""
+        return Tensor(self.scale, ms.float32)
+
+    def update(self, finite: bool) -> None:
+        """Record one step's outcome and adjust the scale."""
+        if not finite:
+            self.skipped += 1
+            self.good_steps = 0
+            if self.enabled:
+                self.scale = max(self.min_scale, self.scale / self.factor)
+            logger.warning("non-finite gradients: step skipped, loss scale now %g", self.scale)
+            return
+        self.good_steps += 1
+        if self.enabled and self.good_steps >= self.window:
+            self.scale *= self.factor
+            self.good_steps = 0
+
+
+def _features(batch: Mapping[str, np.ndarray]) -> tuple[Tensor, Tensor, Tensor]:
+    return tuple(Tensor(np.asarray(batch[k], np.int32)) for k in FEATURE_KEYS)
+
+
+def predict_logits(model: nn.Cell, batches: Iterable[Mapping[str, np.ndarray]],
+                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run a classifier in eval mode over batches; returns ``(logits, labels)`` of real rows.
+
+    Batches may carry ``"valid"`` (bool rows) for padding rows added to keep a fixed
+    batch shape; those rows are dropped from the result.
+    """
+    model.set_train(False)
+    all_logits, all_labels = [], []
+    for batch in batches:
+        logits = model(*_features(batch)).asnumpy()
+        valid = np.asarray(batch.get("valid", np.ones(len(logits), bool)), bool)
+        all_logits.append(logits[valid])
+        if "label_ids" in batch:
+            all_labels.append(np.asarray(batch["label_ids"])[valid])
+        if progress is not None:
+            progress(1)
+    logits = np.concatenate(all_logits) if all_logits else np.zeros((0, 0), np.float32)
+    labels = np.concatenate(all_labels) if all_labels else np.zeros((0,), np.int32)
+    return logits, labels
+
+
+def evaluate_accuracy(model: nn.Cell, batches: Iterable[Mapping[str, np.ndarray]],
+                      progress: Callable[[int], None] | None = None) -> tuple[float, np.ndarray]:
+    """Accuracy (in [0, 1]) and predictions of a classifier over labelled batches."""
+    logits, labels = predict_logits(model, batches, progress)
+    preds = logits.argmax(-1) if len(logits) else np.zeros((0,), np.int64)
+    accuracy = float((preds == labels).mean()) if len(labels) else float("nan")
+    return accuracy, preds
+
+
+def measure_latency(model: nn.Cell, batch_size: int, seq_length: int, *, repeats: int = 5,
+                    warmup: int = 1) -> list[float]:
+    """Seconds per forward of ``model`` on a fixed ``(batch_size, seq_length)`` input (eval, graph)."""
+    model.set_train(False)
+    ids = Tensor(np.ones((batch_size, seq_length), np.int32))
+    types = Tensor(np.zeros((batch_size, seq_length), np.int32))
+    mask = Tensor(np.ones((batch_size, seq_length), np.int32))
+
+    def run() -> None:
+        out = model(ids, types, mask)
+        (out[0] if isinstance(out, tuple) else out).asnumpy()
+
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times

@@ -1,0 +1,78 @@
+"""TrainStep and DynamicLossScale: loss scaling that works on CPU, overflow skipping."""
+
+from __future__ import annotations
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from helpers import random_inputs, tiny_config
+from lrp_prune import BertClassifier, BertClassifierWithLoss, LRPPruneError
+from lrp_prune.train import DynamicLossScale, TrainStep, evaluate_accuracy, measure_latency
+
+
+def _step_and_batch():
+    cfg = tiny_config(num_hidden_layers=1)
+    net = BertClassifierWithLoss(BertClassifier(cfg, True))
+    step = TrainStep(net, nn.Adam(net.trainable_params(), learning_rate=1e-2))
+    step.set_train(True)
+    ids, types, mask = random_inputs(cfg, batch=4)
+    batch = [Tensor(ids), Tensor(types), Tensor(mask), Tensor(np.array([0, 1, 2, 0], np.int32))]
+    return net, step, batch
+
+
+def test_injected_overflow_skips_the_update_and_lowers_the_scale():
+    net, step, batch = _step_and_batch()
+    before = {p.name: p.asnumpy().copy() for p in net.trainable_params()}
+    scale = DynamicLossScale(init_scale=2.0 ** 16, window=3)
+    # the injected overflow: a scale of 2**128 overflows float32, so every scaled gradient is inf/nan
+    loss, finite = step(*batch, Tensor(np.float32(np.finfo(np.float32).max) * np.float32(2), ms.float32))
+    assert not bool(finite.asnumpy()) and np.isfinite(float(loss))
+    scale.update(bool(finite.asnumpy()))
+    assert scale.scale == 2.0 ** 15 and scale.skipped == 1
+    assert all(np.array_equal(before[p.name], p.asnumpy()) for p in net.trainable_params())
+    # a normal scale then updates, and the result does not depend on the scale (exact unscaling)
+    loss, finite = step(*batch, scale.tensor())
+    assert bool(finite.asnumpy())
+    scale.update(True)
+    assert any(not np.array_equal(before[p.name], p.asnumpy()) for p in net.trainable_params())
+
+
+def test_scaled_and_unscaled_steps_agree():
+    results = []
+    for value in (1.0, 1024.0):
+        ms.set_seed(0)
+        net, step, batch = _step_and_batch()
+        # same init for both runs
+        for p in net.trainable_params():
+            rng = np.random.default_rng(abs(hash(p.name)) % 2**32)
+            p.set_data(Tensor(rng.normal(0, 0.02, p.shape).astype(np.float32)))
+        step(*batch, Tensor(value, ms.float32))
+        results.append({p.name: p.asnumpy() for p in net.trainable_params()})
+    for name in results[0]:
+        np.testing.assert_allclose(results[0][name], results[1][name], atol=1e-6)
+
+
+def test_scale_policy():
+    s = DynamicLossScale(init_scale=8.0, factor=2.0, window=2, min_scale=1.0)
+    for ok in (True, True, False, False, False, False, True):
+        s.update(ok)
+    assert s.scale == 1.0 and s.skipped == 4
+    off = DynamicLossScale(enabled=False)
+    off.update(False)
+    assert off.scale == 1.0 and off.skipped == 1
+    with pytest.raises(LRPPruneError, match="loss_scale"):
+        DynamicLossScale(init_scale=0.5)
+
+
+def test_evaluate_drops_padding_rows_and_latency_runs():
+    cfg = tiny_config(num_hidden_layers=1)
+    clf = BertClassifier(cfg, False)
+    ids, types, mask = random_inputs(cfg, batch=4)
+    batch = {"input_ids": ids, "token_type_ids": types, "input_mask": mask,
+             "label_ids": np.array([0, 1, 2, 0], np.int32), "valid": np.array([True, True, True, False])}
+    accuracy, preds = evaluate_accuracy(clf, [batch])
+    assert len(preds) == 3 and 0.0 <= accuracy <= 1.0
+    times = measure_latency(clf, 2, cfg.seq_length, repeats=2)
+    assert len(times) == 2 and all(t > 0 for t in times)
