@@ -236,10 +236,6 @@ def test_optional_keys_and_synonyms_are_accepted():
     assert np.abs(log_a).max() <= math.sqrt(6 / 5) and log_a.std() > 0
 
 
-def test_target_heads_is_rejected_clearly_for_now():
-    with pytest.raises(LRPPruneError, match="target_heads"):
-        HeadPruningFactory.get_pruner(_outer({"l0_penalty": 0.1, "target_heads": 10}))
-
 
 def test_parameter_groups():
     cfg = tiny_config(num_hidden_layers=1)

@@ -52,7 +52,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 _PREFIXES = ("", "bert.", "bert.bert.")
-ALLOWED_MISSING_SUFFIXES = ("log_a",)
+ALLOWED_MISSING_SUFFIXES = ("log_a", "budget.multipliers", "budget.target_now")  # what apply() adds
 
 
 @dataclass
@@ -178,7 +178,8 @@ def load_param_dict(model: nn.Cell, values: Mapping[str, np.ndarray], *, strict:
         values: ``{name: array}`` (ModelZoo names, with any of the known prefixes).
         strict: when ``True`` missing or unexpected names raise; shape mismatches always raise.
         source: how to name the values in messages (usually the file path).
-        allow_missing: names for which missing is fine; default: gate ``log_a`` parameters.
+        allow_missing: names for which missing is fine; default: what ``apply()`` adds
+            (gate ``log_a`` and the target budget's multipliers).
 
     Raises:
         LRPPruneError: names the missing, unexpected and mismatched parameters.

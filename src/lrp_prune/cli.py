@@ -103,15 +103,13 @@ def options_from_args(args: argparse.Namespace, **overrides: Any):
     """Map parsed flags onto :class:`~lrp_prune.flow.PruneOptions`."""
     from lrp_prune.flow import PruneOptions
 
-    if args.target_heads is not None:
-        raise LRPPruneError("target_heads: not supported yet in this release; use --l0_penalty "
-                            f"(got {args.target_heads})")
     fields = dict(
         task=args.task, data_dir=args.data_dir, model=args.model, load_checkpoint_path=args.load_checkpoint_path,
         vocab_file=args.vocab_file, pooling=args.pooling, max_seq_length=args.max_seq_length,
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, finetune_steps=args.finetune_steps,
         train_steps=args.train_steps, epoch_size=args.epoch_size, learning_rate=args.learning_rate,
-        log_a_lr=args.log_a_lr, l0_penalty=args.l0_penalty, train_limit=args.train_limit,
+        log_a_lr=args.log_a_lr, l0_penalty=args.l0_penalty, target_heads=args.target_heads,
+        train_limit=args.train_limit,
         eval_limit=args.eval_limit, seed=args.seed, do_shuffle=args.do_shuffle,
         enable_lossscale=args.enable_lossscale, enable_data_sink=args.enable_data_sink,
         data_sink_steps=args.data_sink_steps, enable_save_ckpt=args.enable_save_ckpt,
@@ -124,8 +122,10 @@ def options_from_args(args: argparse.Namespace, **overrides: Any):
 
 def format_report(report: dict[str, Any]) -> str:
     """The short table printed at the end of a run."""
+    target = report.get("target_heads")
     lines = ["", "heads kept per layer: " + " ".join(str(n) for n in report["heads_kept_per_layer"]),
-             f"heads kept: {report['heads_kept']} of {report['total_heads']}"]
+             f"heads kept: {report['heads_kept']} of {report['total_heads']}"
+             + ("" if target is None else f" (target {target})")]
     split = report.get("eval_split", "eval")
     lines.append(f"{'model':<10} {'accuracy (' + split + ')':>22}")
     for name, key in (("unpruned", "accuracy_before"), ("gated", "accuracy_gated"), ("pruned", "accuracy_pruned")):
@@ -236,14 +236,144 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The demo's presets. Measured on a 2-core CPU (see README): "default" finishes in
+#: under 10 minutes once the cache is filled; "full" spends longer for better numbers.
+DEMO_PRESETS: dict[str, dict[str, Any]] = {
+    "default": dict(finetune_steps=300, finetune_lr=1e-4, train_steps=300, learning_rate=5e-5,
+                    l0_penalty=0.02, log_a_lr=0.1, eval_limit=2000, batch_size=32, dropout=False,
+                    max_seq_length=64, buckets=(32, 64)),
+    "full": dict(finetune_steps=2000, finetune_lr=1e-4, train_steps=1200, learning_rate=5e-5,
+                 l0_penalty=0.02, log_a_lr=0.1, eval_limit=None, batch_size=32, dropout=True,
+                 max_seq_length=64, buckets=(32, 48, 64)),
+}
+
+
+def demo_options(args: argparse.Namespace):
+    """PruneOptions of the demo: a preset, then any flag given explicitly."""
+    from lrp_prune.flow import MINILM_NAME, PruneOptions
+
+    fields = dict(DEMO_PRESETS["full" if args.full else "default"])
+    fields.update(task="snli", data_dir=None, model=MINILM_NAME)
+    for name in ("finetune_steps", "train_steps", "l0_penalty", "target_heads", "eval_limit", "seed", "model",
+                 "task", "data_dir",
+                 "load_checkpoint_path", "vocab_file", "max_seq_length", "batch_size", "eval_batch_size",
+                 "latency_batch_size"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = value
+    if args.max_seq_length is not None:
+        fields["buckets"] = tuple(b for b in fields["buckets"] if b < args.max_seq_length)
+    out = Path(args.out)
+    return PruneOptions(save_dir_path=str(out / "pruned_model"), progress=not args.no_progress, **fields)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lrp_prune.flow import run_prune
+    from lrp_prune.report import write_report
+
+    options = demo_options(args)
+    logger.info("demo: all-MiniLM-L6-v2 on SNLI, %s preset, output in %s", "full" if args.full else "default",
+                args.out)
+    report = run_prune(options)
+    report.pop("_pruned_model", None)
+    report["preset"] = "full" if args.full else "default"
+    files = write_report(report, args.out)
+    print(format_report(report))
+    print(f"wall time {report['wall_time_s']:.0f} s; report: {files['md']}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from lrp_prune.report import gate_table, plot_gate_heatmap
+    from lrp_prune.serialization import inspect_saved
+
+    gates, source = inspect_saved(args.path)
+    print(f"{source}")
+    print(gate_table(gates))
+    kept = int(np.sum(np.nan_to_num(gates) > 0))
+    print(f"heads kept: {kept} of {gates.size}")
+    png = Path(args.png) if args.png else (Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent) / "inspect.png"
+    plot_gate_heatmap(gates, png, title=Path(args.path).name)
+    print(f"picture: {png}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lrp_prune.serialization import export_mindir, load_pruned
+
+    model = load_pruned(args.dir)
+    path = export_mindir(model, args.output or Path(args.dir) / "pruned_model.mindir", args.batch_size,
+                         args.seq_length)
+    print(f"exported {path} for inputs ({args.batch_size}, {args.seq_length or model_seq(model)})")
+    return 0
+
+
+def model_seq(model) -> int:
+    from lrp_prune.model import _the_bert
+
+    return _the_bert(model, "export").config.seq_length
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from lrp_prune.serialization import bench_saved
+
+    result = bench_saved(args.dir, batch_size=args.batch_size, seq_length=args.seq_length, repeats=args.repeats)
+    print(json.dumps(result, indent=2) if args.json else
+          f"batch {result['batch_size']} seq {result['seq_length']}: unpruned {result['unpruned_median_s'] * 1e3:.1f} ms, "
+          f"pruned {result['pruned_median_s'] * 1e3:.1f} ms, ratio pruned/unpruned {result['ratio']:.3f} "
+          f"(heads {result['heads_kept']}/{result['heads_total']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lrp-prune", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    hello = sub.add_parser("hello", help="fetch all-MiniLM-L6-v2, embed two sentences, print their similarity")
+    hello = sub.add_parser("hello", help="smoke test: fetch all-MiniLM-L6-v2, embed two sentences, print similarity")
     hello.add_argument("first", nargs="?", default="A man is playing a guitar.")
     hello.add_argument("second", nargs="?", default="A person plays the guitar.")
     hello.set_defaults(func=_cmd_hello)
+    demo = sub.add_parser("demo", help="prune all-MiniLM-L6-v2 on SNLI end to end (the main job)")
+    demo.add_argument("--out", default="./lrp_demo_out", help="output directory (default ./lrp_demo_out)")
+    demo.add_argument("--full", action="store_true", help="longer preset: better numbers, all 9,824 test pairs")
+    demo.add_argument("--finetune_steps", type=int, default=None, help="override the preset's fine-tuning steps")
+    demo.add_argument("--train_steps", type=int, default=None, help="override the preset's gated steps")
+    demo.add_argument("--l0_penalty", type=float, default=None, help="override the preset's lambda")
+    demo.add_argument("--target_heads", type=_target, default=None,
+                      help="keep this many heads (int) or this fraction of them, instead of a fixed lambda")
+    demo.add_argument("--eval_limit", type=int, default=None, help="override the number of test pairs")
+    demo.add_argument("--seed", type=int, default=None, help="seed (default 1)")
+    demo.add_argument("--no_progress", action="store_true", help="no progress bars")
+    other = demo.add_argument_group("run the demo's recipe on another model or data")
+    other.add_argument("--model", default=None, help="HF BERT dir or BertConfig JSON (default all-MiniLM-L6-v2)")
+    other.add_argument("--load_checkpoint_path", default=None, help="ModelZoo checkpoint for a BertConfig JSON")
+    other.add_argument("--vocab_file", default=None, help="vocab.txt (default: the model directory's)")
+    other.add_argument("--task", default=None, choices=["snli", "mnli"], help="default snli")
+    other.add_argument("--data_dir", default=None, help="default: SNLI from the registry cache")
+    other.add_argument("--max_seq_length", type=int, default=None, help="default 64")
+    other.add_argument("--batch_size", type=int, default=None, help="default 32")
+    other.add_argument("--eval_batch_size", type=int, default=None, help="default 64")
+    other.add_argument("--latency_batch_size", type=int, default=None, help="default 32")
+    demo.set_defaults(func=_cmd_demo)
+    inspect = sub.add_parser("inspect", help="gates or heads per layer of a gated checkpoint or pruned directory")
+    inspect.add_argument("path", help="a pruned directory, or a gated .ckpt")
+    inspect.add_argument("--png", default=None, help="where to write the picture (default: beside the input)")
+    inspect.set_defaults(func=_cmd_inspect)
+    export = sub.add_parser("export", help="export a pruned directory to MindIR")
+    export.add_argument("dir", help="a pruned directory")
+    export.add_argument("--output", default=None, help="the .mindir path (default DIR/pruned_model.mindir)")
+    export.add_argument("--batch_size", type=int, default=1, help="batch size of the exported graph")
+    export.add_argument("--seq_length", type=int, default=None, help="sequence length (default: the config's)")
+    export.set_defaults(func=_cmd_export)
+    bench = sub.add_parser("bench", help="latency of a pruned model vs its original")
+    bench.add_argument("dir", help="a pruned directory")
+    bench.add_argument("--batch_size", type=int, default=32, help="batch size")
+    bench.add_argument("--seq_length", type=int, default=64, help="sequence length")
+    bench.add_argument("--repeats", type=int, default=10, help="timed repeats of each model")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.set_defaults(func=_cmd_bench)
     prune = sub.add_parser("prune", help="the sample's flow on your model and data (same flags)")
     add_prune_flags(prune)
     prune.set_defaults(func=_cmd_prune)

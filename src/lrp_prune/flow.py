@@ -71,6 +71,9 @@ class PruneOptions:
     log_a_lr: float = 0.1  # the reference's rate for every log_a
     weight_decay: float = 0.01
     l0_penalty: float = 0.01
+    target_heads: float | int | None = None  # heads to keep (int) or a fraction; drives a Lagrangian controller
+    budget_warmup_steps: int | None = None  # default: a third of the gated steps
+    budget_lr: float = 0.01
     temperature: float = 0.33
     stretch_limits: tuple[float, float] = (-0.1, 1.1)
     log_a_init: float | str = DEFAULT_LOG_A_INIT
@@ -263,6 +266,9 @@ class _Trainer:
             bar.update(1)
             if step % 10 == 0 or step == steps:
                 bar.set_postfix(loss=f"{np.mean(self.losses[-10:]):.3f}", scale=f"{self.scale.scale:g}")
+            if step % 50 == 0 or step == steps:
+                logger.info("%s step %d/%d: loss %.4f (mean of last 50)", self.tag, step, steps,
+                            float(np.mean(self.losses[-50:])))
             if on_step is not None:
                 on_step(step, value)
             self._maybe_checkpoint(step)
@@ -374,27 +380,38 @@ def run_prune(options: PruneOptions) -> dict[str, Any]:
     timings["eval_unpruned_s"] = time.perf_counter() - t0
     original_params = param_dict(clf)
 
+    steps = _steps_for(options, train_arrays)
+    warmup = options.budget_warmup_steps if options.budget_warmup_steps is not None else steps // 3
     pruner = LRPHeadPruner(PrunerConfig(
         gate=GateSettings(options.temperature, tuple(options.stretch_limits), 1e-6, options.l0_penalty),
-        log_a_init=options.log_a_init))
+        log_a_init=options.log_a_init, target_heads=options.target_heads, budget_warmup_steps=warmup,
+        budget_lr=options.budget_lr))
     gated = pruner.apply(clf)
+    target = gated.bert.budget.target if gated.bert.budget is not None else None
+    report["target_heads"] = target
     settings = pruner.config.gate
     net = BertClassifierWithLoss(gated)
     opt = nn.AdamWeightDecay(parameter_groups(net, options.learning_rate, log_a_lr=options.log_a_lr,
                                               weight_decay=options.weight_decay),
                              learning_rate=options.learning_rate)
     reducer = make_reducer(opt.parameters) if make_reducer else None
-    history: dict[str, list] = {"steps": [], "p_closed": [], "expected_open": [], "loss": []}
+    history: dict[str, list] = {"steps": [], "p_closed": [], "expected_open": [], "loss": [], "target_now": [],
+                                "lambda_1": [], "lambda_2": []}
 
     def record(step: int, loss: float) -> None:
-        if step % options.gate_log_every == 0 or step == 1:
+        state = pruner.update_budget(gated)  # the controller's ascent step (target mode)
+        if step % options.gate_log_every == 0 or step == 1 or step == steps:
             p_closed, expected = _gate_snapshot(gated, settings)
             history["steps"].append(step)
             history["p_closed"].append(np.round(p_closed, 5).tolist())
             history["expected_open"].append(round(expected, 4))
             history["loss"].append(round(loss, 5))
+            for key in ("target_now", "lambda_1", "lambda_2"):
+                history[key].append(None if key not in state else round(state[key], 6))
+            if target is not None and (step % 50 == 0 or step == steps):
+                logger.info("budget step %d: expected open %.2f, target now %.2f, lambda_1 %.4f, lambda_2 %.5f",
+                            step, state["expected_open"], state["target_now"], state["lambda_1"], state["lambda_2"])
 
-    steps = _steps_for(options, train_arrays)
     t0 = time.perf_counter()
     trainer = _Trainer(options, net, opt, train_arrays, reducer, rank, "gated")
     trainer.run(steps, on_step=record)
@@ -409,6 +426,9 @@ def run_prune(options: PruneOptions) -> dict[str, Any]:
     if rank != 0:  # other ranks only train; rank 0 evaluates, converts and writes
         report["rank"] = rank
         return report
+    if target is not None:  # make the gated model keep exactly the target first (see convert())
+        projection = pruner.project_to_target(gated)
+        report["projection"] = {"open_before": projection["open_before"], "closed": projection["closed"]}
     t0 = time.perf_counter()
     accuracy_gated, preds_gated = _evaluate(options, gated, eval_arrays, "eval gated")
     report["gate_values"] = np.round(gated.get_gate_values(), 6).tolist()

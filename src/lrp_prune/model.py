@@ -338,6 +338,7 @@ class BertModel(nn.Cell):
                                                self.dense.weight.shape, self.dense.weight.dtype))
         self.is_gated = False  # set by LRPHeadPruner.apply()
         self.return_reg = False  # a gated bare BertModel returns total_reg as a 4th output
+        self.budget = None  # a HeadBudget when pruning to a target number of heads
 
     def construct(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor):
         words = self.bert_embedding_lookup(input_ids)  # (B, S, H)
@@ -357,10 +358,14 @@ class BertModel(nn.Cell):
         model with a head: ``loss = task_loss + self.net.bert.total_reg()``.
         """
         reg = Tensor(0.0, ms.float32)
+        expected_open = Tensor(0.0, ms.float32)
         for layer in self.bert_encoder.layers:
             gate = layer.attention.attention.gate
             if gate is not None:
                 reg = reg + gate.penalty()
+                expected_open = expected_open + gate.expected_open()
+        if self.budget is not None:
+            reg = reg + self.budget(expected_open)
         return reg
 
     def gate_cells(self) -> list:

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from mindspore import nn
+from mindspore import Tensor, nn
 
 from lrp_prune.config import BertConfig
 from lrp_prune.errors import LRPPruneError, describe, expect
-from lrp_prune.gate import GateSettings, HardConcreteGate
+from lrp_prune.budget import HeadBudget, resolve_target
+from lrp_prune.gate import GateSettings, HardConcreteGate, eval_gate_values, prob_open
 from lrp_prune.model import BertModel, _the_bert, prune_heads, refresh_cell
 
 __all__ = [
@@ -66,7 +67,7 @@ class SupportedModels(enum.Enum):
 
 
 _KNOWN_KEYS = ("model_params", "model_config", "l0_penalty", "temperature", "stretch_limits", "eps",
-               "log_a_init", "target_heads")
+               "log_a_init", "target_heads", "budget_warmup_steps", "budget_lr")
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,18 @@ class PrunerConfig:
         log_a_init: initial ``log_a`` (a number) or ``"xavier_uniform"``.
         model_config: the BertConfig given as ``model_params``/``model_config`` (optional);
             ``apply()`` checks the model against its layers and heads.
+        target_heads: heads to keep (an int, or a fraction in (0, 1) of the model's heads);
+            ``None`` is the plain ``l0_penalty`` mode.
+        budget_warmup_steps: steps over which the target moves from all heads to ``target_heads``.
+        budget_lr: step size of the Lagrange multipliers' ascent.
     """
 
     gate: GateSettings
     log_a_init: float | str = DEFAULT_LOG_A_INIT
     model_config: Any = None
+    target_heads: float | int | None = None
+    budget_warmup_steps: int = 100  # a third to a half of a short run: the gates follow the moving target
+    budget_lr: float = 0.01  # multipliers in units of heads: 0.01 * (E - T) per step
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> "PrunerConfig":
@@ -91,11 +99,14 @@ class PrunerConfig:
         unknown = sorted(set(config) - set(_KNOWN_KEYS))
         if unknown:
             raise LRPPruneError(f"config: unknown keys {unknown}; known keys are {list(_KNOWN_KEYS)}")
-        if "target_heads" in config:
-            raise LRPPruneError("target_heads: not supported yet in this release; set l0_penalty instead "
-                                f"(got target_heads={describe(config['target_heads'])})")
-        expect("l0_penalty" in config, "l0_penalty", "a number >= 0 (required)", "no l0_penalty key")
-        penalty = config["l0_penalty"]
+        target = config.get("target_heads")
+        if target is not None:
+            ok = isinstance(target, (int, float)) and not isinstance(target, bool) and (
+                (isinstance(target, float) and 0 < target < 1) or (float(target).is_integer() and target >= 1))
+            expect(ok, "target_heads", "an int >= 1 or a fraction in (0, 1)", target)
+        expect("l0_penalty" in config or target is not None, "l0_penalty",
+               "a number >= 0 (required unless target_heads is given)", "no l0_penalty key")
+        penalty = config.get("l0_penalty", 0.0)
         expect(isinstance(penalty, (int, float)) and not isinstance(penalty, bool), "l0_penalty",
                "a number >= 0", penalty)
         gate = GateSettings(
@@ -117,7 +128,14 @@ class PrunerConfig:
                 expect(isinstance(params, Mapping) and "config" in params, key,
                        "a dict with key 'config' holding the BertConfig", params)
                 model_config = _as_bert_config(params["config"], f"{key}['config']")
-        return cls(gate=gate, log_a_init=log_a_init, model_config=model_config)
+        warmup = config.get("budget_warmup_steps", 100)
+        expect(isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= 0, "budget_warmup_steps",
+               "an integer >= 0", warmup)
+        budget_lr = config.get("budget_lr", 0.01)
+        expect(isinstance(budget_lr, (int, float)) and not isinstance(budget_lr, bool) and budget_lr > 0
+               and math.isfinite(budget_lr), "budget_lr", "a positive number", budget_lr)
+        return cls(gate=gate, log_a_init=log_a_init, model_config=model_config, target_heads=target,
+                   budget_warmup_steps=warmup, budget_lr=float(budget_lr))
 
 
 def _as_bert_config(value: Any, field: str) -> Any:
@@ -142,7 +160,9 @@ class HeadPruningFactory:
             config: ``{"prune_type": PruningType.LRP, "arch_type": SupportedModels.BERT,
                 "config": {"model_params": {"config": bert_cfg}, "l0_penalty": 0.0015, ...}}``.
                 Optional inner keys: ``temperature`` (0.33), ``stretch_limits`` ((-0.1, 1.1)),
-                ``eps`` (1e-6), ``log_a_init`` (3.0). ``model_config`` is a synonym of ``model_params``.
+                ``eps`` (1e-6), ``log_a_init`` (3.0), ``target_heads`` (an int or a fraction;
+                then ``l0_penalty`` may be omitted), ``budget_warmup_steps`` (100), ``budget_lr``
+                (0.01). ``model_config`` is a synonym of ``model_params``.
 
         Raises:
             LRPPruneError: naming the bad key, what was expected and what was received.
@@ -208,16 +228,47 @@ class LRPHeadPruner:
             want = (expected.num_hidden_layers, expected.num_attention_heads)
             expect(got == want, "model_params['config']",
                    f"a config matching the model's (layers, heads) = {got}", want)
+        total = bert.config.total_heads
+        expect(total > 0, "apply", "a model with at least one head", "a model with no heads left")
+        target = None
+        if self.config.target_heads is not None:
+            target = resolve_target(self.config.target_heads, total)
         for layer in bert.bert_encoder.layers:
             attention = layer.attention.attention
             if attention.num_heads:
                 attention.gate = HardConcreteGate(attention.num_heads, self.config.gate, self.config.log_a_init)
+        if target is not None:
+            bert.budget = HeadBudget(target, total, self.config.budget_warmup_steps, self.config.budget_lr)
         bert.is_gated = True
         bert.return_reg = model is bert
         refresh_cell(model)
-        logger.info("apply: gated %d heads in %d layers (l0_penalty=%g)", bert.config.total_heads,
-                    bert.config.num_hidden_layers, self.config.gate.l0_penalty)
+        logger.info("apply: gated %d heads in %d layers (l0_penalty=%g%s)", total, bert.config.num_hidden_layers,
+                    self.config.gate.l0_penalty, "" if target is None else f", target {target} heads")
         return model
+
+    # ------------------------------------------------------------------ the target budget
+    @staticmethod
+    def expected_open(model: nn.Cell) -> float:
+        """L_C: the expected number of open heads of the gated BertModel in ``model``."""
+        bert = _the_bert(model, "expected_open")
+        total = 0.0
+        for _, attention in bert.gate_cells():
+            settings = attention.gate.settings
+            total += float(np.clip(prob_open(attention.gate.log_a.asnumpy(), settings), settings.eps,
+                                   1 - settings.eps).sum())
+        return total
+
+    def update_budget(self, model: nn.Cell) -> dict[str, Any]:
+        """Call after every optimizer step in ``target_heads`` mode: one ascent step of the multipliers.
+
+        Returns the controller state (``expected_open``, ``target_now``, ``lambda_1``, ``lambda_2``);
+        in ``l0_penalty`` mode only ``expected_open``.
+        """
+        bert = _the_bert(model, "update_budget")
+        expected = self.expected_open(model)
+        if bert.budget is None:
+            return {"expected_open": expected}
+        return bert.budget.update(expected)
 
     # ------------------------------------------------------------------ reading gates
     @staticmethod
@@ -234,7 +285,8 @@ class LRPHeadPruner:
         return {i: [h for h in range(gates.shape[1]) if gates[i, h] == 0.0] for i in range(gates.shape[0])}
 
     # ------------------------------------------------------------------ convert
-    def convert(self, gated: nn.Cell, save_dir_path: str | Path | None = None) -> nn.Cell:
+    def convert(self, gated: nn.Cell, save_dir_path: str | Path | None = None, *,
+                enforce_target: bool = True) -> nn.Cell:
         """Remove every head whose deterministic gate is 0 and fold the kept gates into W_O.
 
         ``gated`` is changed in place into the pruned model of the same kind (a
@@ -247,6 +299,12 @@ class LRPHeadPruner:
                 ``heads_to_prune.pkl``/``.json``, ``pruned_config.json``,
                 ``pruned_model.ckpt`` and ``summary.json`` (each written atomically).
 
+            enforce_target: in ``target_heads`` mode, make the kept count exactly the target:
+                when more heads are open, keep the ``T`` with the highest P(open) and close
+                the rest in the gated model first (a warning names them), so pruned still
+                equals gated; when fewer are open, raise with the numbers.
+                ``False`` keeps whatever the gates say.
+
         Returns:
             The pruned model. Its summary is in ``pruner.last_summary``.
         """
@@ -257,6 +315,8 @@ class LRPHeadPruner:
         bert = _the_bert(gated, "convert")
         if not bert.is_gated:
             raise LRPPruneError("convert: expected a model gated by apply(), got an ungated model")
+        if bert.budget is not None and enforce_target:
+            self._project_to_target(bert)
         if save_dir_path is not None:
             save_dir = check_writable_dir(save_dir_path)
             save_checkpoint(gated, save_dir / "gated_model.ckpt")
@@ -268,6 +328,7 @@ class LRPHeadPruner:
             attention.gate = None
         bert.is_gated = False
         bert.return_reg = False
+        bert.budget = None
         prune_heads(gated, heads, gate_values=gates)
         summary = PruningSummary.build(before_config, bert.config, params_before, _count_params(gated), gates)
         self.last_summary = summary
@@ -276,6 +337,50 @@ class LRPHeadPruner:
         if save_dir_path is not None:
             save_pruned(gated, save_dir, heads_to_prune=heads, summary=summary)
         return gated
+
+
+    def project_to_target(self, model: nn.Cell) -> dict[str, Any]:
+        """In ``target_heads`` mode, close the lowest-ranked open heads so exactly the target stays open.
+
+        ``convert()`` does this itself; call it before evaluating the gated model so the
+        gated and pruned evaluations see the same heads. Returns ``{"open_before": n,
+        "target": T, "closed": [(layer, head), ...]}`` (empty outside target mode).
+        """
+        bert = _the_bert(model, "project_to_target")
+        if bert.budget is None:
+            return {}
+        return self._project_to_target(bert)
+
+    @staticmethod
+    def _project_to_target(bert: BertModel) -> dict[str, Any]:
+        """Keep exactly ``budget.target`` open heads, ranked by P(open); see :meth:`convert`."""
+        target = bert.budget.target
+        ranked = []  # (P(open), gate, layer, position)
+        for i, attention in bert.gate_cells():
+            log_a = attention.gate.log_a.asnumpy()
+            p_open = prob_open(log_a, attention.gate.settings)
+            gates = eval_gate_values(log_a, attention.gate.settings.stretch_limits)
+            ranked += [(p_open[j], gates[j], i, j) for j in range(len(log_a))]
+        n_open = sum(1 for _, g, _, _ in ranked if g > 0)
+        if n_open == target:
+            return {"open_before": n_open, "target": target, "closed": []}
+        if n_open < target:
+            raise LRPPruneError(
+                f"convert: expected at least target_heads={target} open heads, got {n_open} (the controller "
+                "over-shot: train longer, lower budget_lr, or convert(..., enforce_target=False) to keep them)")
+        ranked.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        dropped = [(i, bert.bert_encoder.layers[i].attention.attention.heads[j]) for _, g, i, j in ranked[target:]
+                   if g > 0]
+        logger.warning("convert: %d heads have open gates but target_heads=%d; keeping the %d with the highest "
+                       "P(open) and closing %s", n_open, target, target, dropped)
+        cells = dict(bert.gate_cells())
+        for _, g, i, j in ranked[target:]:
+            if g > 0:
+                gate = cells[i].gate
+                log_a = gate.log_a.asnumpy().copy()
+                log_a[j] = gate.settings.log_a_closed - 1.0
+                gate.log_a.set_data(Tensor(log_a))
+        return {"open_before": n_open, "target": target, "closed": dropped}
 
 
 def _count_params(model: nn.Cell) -> int:

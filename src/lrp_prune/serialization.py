@@ -46,6 +46,8 @@ __all__ = [
     "safe_unpickle_heads",
     "export_mindir",
     "load_mindir",
+    "inspect_saved",
+    "bench_saved",
 ]
 
 logger = logging.getLogger(__name__)
@@ -262,3 +264,89 @@ def load_mindir(path: str | Path) -> nn.GraphCell:
     except Exception as err:
         raise LRPPruneError(f"MindIR {str(path)!r}: expected a readable MindIR file, got {type(err).__name__}") from None
     return nn.GraphCell(graph)
+
+
+def inspect_saved(path: str | Path) -> tuple[np.ndarray, str]:
+    """Gates ``[layers, heads]`` of a gated checkpoint, or the kept-head map of a pruned directory.
+
+    Returns:
+        ``(values, description)``: for a pruned directory 1 for kept heads and 0 for
+        removed ones (or the gates read at convert time, from ``summary.json``, with
+        removed heads at 0); for a ``.ckpt`` with ``log_a``, the deterministic gates
+        (NaN where a layer has no such head).
+    """
+    from lrp_prune.gate import eval_gate_values
+
+    path = Path(path)
+    if path.is_dir():
+        info = _read_json(path / FILES["config"])
+        cfg = BertConfig.from_dict(info["bert_config"])
+        values = np.zeros((cfg.num_hidden_layers, cfg.num_attention_heads))
+        for i in range(cfg.num_hidden_layers):
+            values[i, list(cfg.heads_of(i))] = 1.0
+        summary_path = path / FILES["summary"]
+        if summary_path.is_file():
+            gates = _read_json(summary_path).get("gate_values")
+            if gates is not None:
+                values = np.asarray(gates, dtype=float) * (values > 0)
+        return values, f"pruned model {path}: {cfg.total_heads} heads kept ({info.get('kind')})"
+    from lrp_prune.checkpoint import read_checkpoint
+
+    params = read_checkpoint(path)
+    layers = {}
+    for name, value in params.items():
+        if name.endswith("gate.log_a"):
+            index = name.split("layers.")[1].split(".")[0]
+            layers[int(index)] = eval_gate_values(value)
+    if not layers:
+        raise LRPPruneError(f"inspect: expected a pruned directory or a checkpoint with gate log_a parameters, "
+                            f"got {str(path)!r} with none")
+    config_path = path.parent / FILES["config"]
+    n_layers = max(layers) + 1
+    n_heads = max(len(v) for v in layers.values())
+    if config_path.is_file():  # heads of uneven layers come from the pruned config's parent only when present
+        cfg = BertConfig.from_dict(_read_json(config_path)["bert_config"])
+        n_layers, n_heads = cfg.num_hidden_layers, cfg.num_attention_heads
+    values = np.full((n_layers, n_heads), np.nan)
+    for i, gates in layers.items():
+        values[i, : len(gates)] = gates
+    return values, f"gated checkpoint {path}: {len(layers)} gated layers"
+
+
+def bench_saved(save_dir_path: str | Path, *, batch_size: int = 32, seq_length: int = 64,
+                repeats: int = 10) -> dict[str, Any]:
+    """Latency of a saved pruned model against its unpruned original, interleaved in one run.
+
+    The original's weights come from ``gated_model.ckpt`` when present (the values do
+    not change the timing, so random weights stand in otherwise).
+    """
+    from lrp_prune.train import measure_latency
+
+    save_dir = Path(save_dir_path)
+    pruned = load_pruned(save_dir)
+    bert = _the_bert(pruned, "bench")
+    expect(seq_length <= bert.config.max_position_embeddings, "seq_length",
+           f"at most max_position_embeddings ({bert.config.max_position_embeddings})", seq_length)
+    info = _read_json(save_dir / FILES["config"])
+    full = bert.config.with_layer_heads(None)
+    if isinstance(pruned, BertModel):
+        original: nn.Cell = BertModel(full, False)
+    else:
+        head = info.get("classifier") or {"num_labels": 2, "pooling": "pooler"}
+        original = BertClassifier(full, False, num_labels=int(head["num_labels"]), pooling=head.get("pooling", "pooler"))
+        if isinstance(pruned, BertClassifierWithLoss):
+            pruned = pruned.bert
+    gated_ckpt = save_dir / FILES["gated"]
+    if gated_ckpt.is_file():
+        load_checkpoint(gated_ckpt, original, strict=False)
+    measure_latency(original, batch_size, seq_length, repeats=1)
+    measure_latency(pruned, batch_size, seq_length, repeats=1)
+    unpruned_t, pruned_t = [], []
+    for _ in range(repeats):
+        unpruned_t += measure_latency(original, batch_size, seq_length, repeats=1, warmup=0)
+        pruned_t += measure_latency(pruned, batch_size, seq_length, repeats=1, warmup=0)
+    return {"batch_size": batch_size, "seq_length": seq_length, "unpruned_s": unpruned_t, "pruned_s": pruned_t,
+            "unpruned_median_s": float(np.median(unpruned_t)), "pruned_median_s": float(np.median(pruned_t)),
+            "ratio": float(np.median(pruned_t) / np.median(unpruned_t)),
+            "heads_kept": bert.config.total_heads,
+            "heads_total": full.num_hidden_layers * full.num_attention_heads}
