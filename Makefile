@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/lrp-prune hello
+	$(BIN)/lrp-prune demo
 
 test: install
 	$(BIN)/python -m pytest

@@ -293,3 +293,22 @@ def test_check_writable_dir(tmp_path):
     assert msg.startswith("save_dir_path:") and str(file) in msg
     with pytest.raises(LRPPruneError, match="^out_dir:"):
         check_writable_dir(file / "sub", "out_dir")
+
+
+def test_optimizer_state_in_a_train_cell_checkpoint_is_ignored(tmp_path):
+    """ModelZoo fine-tuning checkpoints are saved from a train cell: moments and steps sit beside the weights."""
+    import mindspore as ms
+    from mindspore import nn
+
+    from lrp_prune import BertClassifier, BertClassifierWithLoss, load_checkpoint
+    from lrp_prune.train import TrainStep
+
+    cfg = tiny_config(num_hidden_layers=1)
+    net = BertClassifierWithLoss(BertClassifier(cfg, False))
+    step = TrainStep(net, nn.AdamWeightDecay(net.trainable_params(), learning_rate=1e-3))
+    path = tmp_path / "train_cell.ckpt"
+    ms.save_checkpoint(step, str(path))
+    names = set(ms.load_checkpoint(str(path)))
+    assert any(n.startswith(("moment1.", "adam_m.")) for n in names) and "global_step" in names
+    report = load_checkpoint(path, BertClassifier(cfg, False))  # strict, yet no error
+    assert report.unexpected == [] and report.missing == []

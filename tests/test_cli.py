@@ -29,7 +29,8 @@ def demo_run(tmp_path_factory):
     proc = cli("demo", "--model", tiny["config_json"], "--load_checkpoint_path", tiny["checkpoint"],
                "--vocab_file", tiny["vocab_file"], "--task", "mnli", "--data_dir", tiny["data_dir"],
                "--max_seq_length", 16, "--batch_size", 8, "--eval_batch_size", 16, "--finetune_steps", 6,
-               "--train_steps", 25, "--l0_penalty", 0.05, "--eval_limit", 30, "--latency_batch_size", 4,
+               "--train_steps", 25, "--l0_penalty", 0.0, "--target_heads", 0.5, "--eval_limit", 30,
+               "--latency_batch_size", 4,
                "--out", out, "--no_progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc

@@ -43,7 +43,9 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "check_writable_dir",
+    "is_optimizer_state",
     "save_checkpoint",
+    "save_param_dict",
     "read_checkpoint",
     "load_checkpoint",
     "load_param_dict",
@@ -128,9 +130,14 @@ def save_checkpoint(cell: nn.Cell, path: str | Path) -> None:
     MindSpore fixes when a cell is first attached), so they are always unique
     and ModelZoo-shaped.
     """
+    save_param_dict({name: p.asnumpy() for name, p in cell.parameters_and_names()}, path)
+
+
+def save_param_dict(values: Mapping[str, np.ndarray], path: str | Path) -> None:
+    """Save ``{name: array}`` as a MindSpore checkpoint, atomically."""
     path = Path(path)
     check_writable_dir(path.parent, "checkpoint directory")
-    entries = [{"name": name, "data": Tensor(p.asnumpy())} for name, p in cell.parameters_and_names()]
+    entries = [{"name": name, "data": Tensor(np.asarray(value))} for name, value in values.items()]
     with atomic_path(path) as tmp:
         ms.save_checkpoint(entries, str(tmp))
         # MindSpore may append .ckpt to a name that lacks it
@@ -156,6 +163,18 @@ def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- load
+#: Names a training cell saves beside the weights (MindSpore optimizers, loss scaling, ModelZoo loops).
+_OPTIMIZER_STATE_PREFIXES = ("moment1.", "moment2.", "adam_m.", "adam_v.", "accum.", "moments.", "stat.")
+_OPTIMIZER_STATE_NAMES = ("global_step", "learning_rate", "beta1_power", "beta2_power", "scale_sense",
+                          "current_iterator_step", "last_overflow_iterator_step", "epoch_num", "step_num",
+                          "loss_scale", "global_norm", "clip_global_norm")
+
+
+def is_optimizer_state(name: str) -> bool:
+    """Whether a checkpoint entry is optimizer or loop state rather than a model weight."""
+    return name.startswith(_OPTIMIZER_STATE_PREFIXES) or name in _OPTIMIZER_STATE_NAMES
+
+
 def _align(ckpt_names: list[str], model_names: list[str]) -> tuple[str, str]:
     """The (strip, add) prefix pair under which most checkpoint names match model names."""
     model_set = set(model_names)
@@ -186,6 +205,10 @@ def load_param_dict(model: nn.Cell, values: Mapping[str, np.ndarray], *, strict:
     """
     allow_missing = allow_missing or (lambda name: name.endswith(ALLOWED_MISSING_SUFFIXES))
     params = dict(model.parameters_and_names())
+    state = [n for n in values if is_optimizer_state(n) and n not in params]
+    if state:  # a checkpoint saved from a train cell also holds the optimizer's moments
+        logger.info("%s: ignoring %d optimizer/loop entries (e.g. %s)", source, len(state), state[0])
+        values = {n: v for n, v in values.items() if n not in set(state)}
     strip, add = _align(list(values), list(params))
     mapped = {add + n[len(strip):]: n for n in values if n.startswith(strip)}
     report = LoadReport(strip=strip, add=add)

@@ -47,6 +47,8 @@ from lrp_prune.slicing import LayerPlan, normalise_heads_to_prune, plan_layer, s
 
 __all__ = [
     "BertModel",
+    "Dropout",
+    "check_inputs",
     "BertClassifier",
     "BertClassifierWithLoss",
     "POOLINGS",
@@ -115,6 +117,59 @@ def dense_like(old: nn.Dense, weight: np.ndarray, bias: np.ndarray | None) -> nn
     return dense
 
 
+class Dropout(nn.Cell):
+    """Inverted dropout with drop probability ``p``, reproducible under ``ms.set_seed``.
+
+    MindSpore's CPU ``Dropout`` kernel draws from one generator shared by the threads of
+    ``ParallelLaunchAutoSearch``, so equal seeds give different masks after a few calls;
+    ``ops.rand`` (UniformReal, also used by the gates) gives the same stream every run.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        expect(0 <= p < 1, "dropout p", "a drop probability in [0, 1)", p)
+        self.p = float(p)
+        self.scale = 1.0 / (1.0 - self.p)
+
+    def construct(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = (ops.rand(x.shape, dtype=ms.float32) >= self.p).astype(x.dtype)
+        return x * keep * self.scale
+
+
+def check_inputs(config: BertConfig, input_ids, token_type_ids, input_mask) -> None:
+    """Check one batch of inputs (numpy arrays or Tensors) against ``config`` before a model call.
+
+    In GRAPH_MODE an id out of range only surfaces inside MindSpore's CPU Gather kernel
+    (a RuntimeError, and the next step of that graph fails too); this names the problem.
+
+    Raises:
+        LRPPruneError: not 2-D integer arrays of one shape; more tokens than
+            ``max_position_embeddings``; ids outside ``[0, vocab_size)`` or token types
+            outside ``[0, type_vocab_size)``; a mask with values other than 0 and 1.
+    """
+    arrays = {}
+    for name, value in (("input_ids", input_ids), ("token_type_ids", token_type_ids), ("input_mask", input_mask)):
+        array = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+        expect(array.ndim == 2 and np.issubdtype(array.dtype, np.integer), name,
+               "a 2-D integer array (batch, seq_length)", f"{array.dtype} array of shape {array.shape}")
+        arrays[name] = array
+    shape = arrays["input_ids"].shape
+    for name in ("token_type_ids", "input_mask"):
+        expect(arrays[name].shape == shape, name, f"shape {shape}, as input_ids", arrays[name].shape)
+    expect(shape[1] <= config.max_position_embeddings, "input_ids",
+           f"at most max_position_embeddings ({config.max_position_embeddings}) tokens per row", shape[1])
+    for name, limit, field in (("input_ids", config.vocab_size, "vocab_size"),
+                               ("token_type_ids", config.type_vocab_size, "type_vocab_size")):
+        values = arrays[name]
+        bad = sorted(set(values[(values < 0) | (values >= limit)].tolist()))
+        expect(not bad, name, f"ids in [0, {limit}) ({field} {limit})", bad[:5])
+    mask = arrays["input_mask"]
+    bad = sorted(set(mask[(mask != 0) & (mask != 1)].tolist()))
+    expect(not bad, "input_mask", "only 0 and 1", bad[:5])
+
+
 class EmbeddingTable(nn.Cell):
     """A lookup table with one parameter named ``embedding_table`` ([rows, width])."""
 
@@ -142,7 +197,7 @@ class EmbeddingPostprocessor(nn.Cell):
         self.token_type_embedding = EmbeddingTable(config.type_vocab_size, h, config, use_one_hot)
         self.full_position_embedding = EmbeddingTable(config.max_position_embeddings, h, config)
         self.layernorm = nn.LayerNorm((h,), epsilon=config.layer_norm_eps)
-        self.dropout = nn.Dropout(p=dropout_prob)
+        self.dropout = Dropout(p=dropout_prob)
 
     def construct(self, token_type_ids: Tensor, word_embeddings: Tensor) -> Tensor:
         seq_length = word_embeddings.shape[1]
@@ -179,7 +234,7 @@ class BertOutput(nn.Cell):
         h = config.hidden_size
         self.dense = make_dense(in_features, h, config)
         self.layernorm = nn.LayerNorm((h,), epsilon=config.layer_norm_eps)
-        self.dropout = nn.Dropout(p=dropout_prob)
+        self.dropout = Dropout(p=dropout_prob)
 
     def construct(self, x: Tensor, residual: Tensor) -> Tensor:
         return self.layernorm(residual + self.dropout(self.dense(x)).astype(residual.dtype))
@@ -208,7 +263,7 @@ class BertAttention(nn.Cell):
             self.key_layer = make_dense(h, self.width, config)
             self.value_layer = make_dense(h, self.width, config)
         self.softmax = nn.Softmax(axis=-1)
-        self.dropout = nn.Dropout(p=dropout_prob)
+        self.dropout = Dropout(p=dropout_prob)
 
     def split_heads(self, x: Tensor) -> Tensor:
         b, s, _ = x.shape
@@ -426,7 +481,7 @@ class BertClassifier(nn.Cell):
         self.pooling = pooling
         self.dropout_prob = float(dropout_prob)
         self.bert = BertModel(config, is_training, use_one_hot_embeddings)
-        self.dropout = nn.Dropout(p=dropout_prob if is_training else 0.0)
+        self.dropout = Dropout(p=dropout_prob if is_training else 0.0)
         self.dense_1 = make_dense(config.hidden_size, num_labels, config)
 
     @property

@@ -24,6 +24,8 @@ import json
 import logging
 import os
 import pickle
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from lrp_prune.checkpoint import (atomic_path, atomic_write_bytes, atomic_write_text, check_writable_dir,
-                                  load_checkpoint, save_checkpoint)
+                                  load_checkpoint, save_checkpoint, save_param_dict)
 from lrp_prune.config import BertConfig
 from lrp_prune.errors import LRPPruneError, expect
 from lrp_prune.model import (BertClassifier, BertClassifierWithLoss, BertModel, _the_bert, find_bert,
@@ -82,7 +84,7 @@ def _describe_model(model: nn.Cell) -> dict[str, Any]:
 
 
 def save_pruned(model: nn.Cell, save_dir_path: str | Path, *, heads_to_prune: dict | None = None,
-                summary: Any = None) -> Path:
+                summary: Any = None, gated_params: dict | None = None) -> Path:
     """Write the pruned model (config + checkpoint), the heads pickle and JSON, and the summary.
 
     Args:
@@ -90,6 +92,13 @@ def save_pruned(model: nn.Cell, save_dir_path: str | Path, *, heads_to_prune: di
         save_dir_path: directory, created if missing; existing files are replaced whole.
         heads_to_prune: ``{layer: [removed heads]}``; default: derived from the config.
         summary: a :class:`~lrp_prune.summary.PruningSummary` to store as ``summary.json``.
+        gated_params: ``{name: array}`` of the model before pruning, stored as ``gated_model.ckpt``.
+
+    Every file is first written into a staging directory inside ``save_dir_path``; only when
+    all are complete are they renamed into place (the old config first removed, the new one
+    renamed last). An exception or ``KeyboardInterrupt`` while writing leaves the earlier save
+    untouched; one during the renames leaves no config, so ``load_pruned`` says the save is
+    incomplete instead of mixing two saves.
 
     Returns:
         The directory.
@@ -104,13 +113,26 @@ def save_pruned(model: nn.Cell, save_dir_path: str | Path, *, heads_to_prune: di
         heads_to_prune = {i: [h for h in range(cfg.num_attention_heads) if h not in cfg.heads_of(i)]
                           for i in range(cfg.num_hidden_layers)}
     heads = {int(k): [int(h) for h in v] for k, v in heads_to_prune.items()}
-    save_checkpoint(model, save_dir / FILES["model"])
-    atomic_write_text(save_dir / FILES["heads_json"], json.dumps({str(k): v for k, v in heads.items()}))
-    atomic_write_bytes(save_dir / FILES["heads_pkl"], pickle.dumps(heads, protocol=4))
-    if summary is not None:
-        atomic_write_text(save_dir / FILES["summary"], summary.to_json())
-    # the config goes last: a directory with a config is a complete save
-    atomic_write_text(save_dir / FILES["config"], json.dumps(_describe_model(model), indent=2))
+    staging = Path(tempfile.mkdtemp(prefix=".staging.", suffix=".tmp", dir=save_dir))
+    try:
+        if gated_params is not None:
+            save_param_dict(gated_params, staging / FILES["gated"])
+        save_checkpoint(model, staging / FILES["model"])
+        atomic_write_text(staging / FILES["heads_json"], json.dumps({str(k): v for k, v in heads.items()}))
+        atomic_write_bytes(staging / FILES["heads_pkl"], pickle.dumps(heads, protocol=4))
+        if summary is not None:
+            atomic_write_text(staging / FILES["summary"], summary.to_json())
+        atomic_write_text(staging / FILES["config"], json.dumps(_describe_model(model), indent=2))
+        # commit: without a config the directory reads as incomplete, never as a mix of two saves
+        (save_dir / FILES["config"]).unlink(missing_ok=True)
+        for key in ("gated", "model", "heads_json", "heads_pkl", "summary", "config"):
+            staged, final = staging / FILES[key], save_dir / FILES[key]
+            if staged.exists():
+                os.replace(staged, final)
+            elif key in ("gated", "summary"):
+                final.unlink(missing_ok=True)  # a stale file of an earlier save
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     logger.info("saved the pruned model to %s", save_dir)
     return save_dir
 
@@ -143,12 +165,16 @@ def load_pruned(save_dir_path: str | Path, model: nn.Cell | None = None, *, is_t
     expect(isinstance(info, dict) and info.get("format") == _FORMAT, FILES["config"],
            f"a JSON object with format {_FORMAT!r}", info if not isinstance(info, dict) else info.get("format"))
     expect(info.get("version") == _VERSION, f"{FILES['config']} version", str(_VERSION), info.get("version"))
+    expect("bert_config" in info, f"{FILES['config']} bert_config", "the saved BertConfig (a JSON object)",
+           "no bert_config key")
     cfg = BertConfig.from_dict(info["bert_config"])
     kind = info.get("kind")
     if kind == "BertModel":
         built: nn.Cell = BertModel(cfg, is_training)
     elif kind in ("BertClassifier", "BertClassifierWithLoss"):
-        head = info.get("classifier") or {}
+        head = info.get("classifier")
+        expect(isinstance(head, dict) and "num_labels" in head, f"{FILES['config']} classifier",
+               "a JSON object with num_labels (and pooling, dropout_prob)", head)
         built = BertClassifier(cfg, is_training, num_labels=int(head["num_labels"]),
                                dropout_prob=float(head.get("dropout_prob", 0.1)),
                                pooling=head.get("pooling", "pooler"))

@@ -1,0 +1,154 @@
+"""Accuracy vs heads kept: all-MiniLM-L6-v2 on SNLI test, one ``run_prune`` per point.
+
+A point is ``("l0", lambda)`` (plain L0 penalty) or ``("target", heads)`` (the target budget,
+``l0_penalty=0``). Every point runs the whole flow of ``lrp_prune.flow.run_prune``: fine-tune
+(``finetune_steps``), evaluate unpruned, gate, train, convert, evaluate pruned. All points share
+the base options and seed, so their fine-tuning and their unpruned accuracy are the same run
+repeated; the unpruned accuracy drawn is the median over points (min/max recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from common import free, stats
+
+#: Default base options: the demo's "default" preset (lrp_prune.cli.DEMO_PRESETS) on the whole SNLI
+#: test split, with a cheap latency probe. Override any field with --curve-options.
+DEFAULT_BASE: dict[str, Any] = dict(
+    task="snli", finetune_steps=300, finetune_lr=1e-4, train_steps=300, learning_rate=5e-5, log_a_lr=0.1,
+    eval_limit=None, batch_size=32, dropout=False, max_seq_length=64, buckets=(32, 64),
+    latency_batch_size=8, latency_repeats=2, progress=False, seed=1)
+
+DEFAULT_POINTS: tuple[tuple[str, float], ...] = (
+    ("l0", 0.005), ("l0", 0.01), ("l0", 0.02), ("l0", 0.05), ("target", 36), ("target", 18))
+
+POINT_KINDS = {"l0": "l0_penalty", "target": "target_heads"}
+
+
+def parse_points(text: str) -> list[tuple[str, float]]:
+    """``"l0:0.01,target:18"`` -> ``[("l0", 0.01), ("target", 18)]``.
+
+    Example:
+        >>> parse_points("l0:0.005, target:36")
+        [('l0', 0.005), ('target', 36)]
+    """
+    points = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        kind, _, value = item.partition(":")
+        kind = kind.strip().lower()
+        if kind not in POINT_KINDS or not value.strip():
+            raise ValueError(f"curve point {item!r}: expected 'l0:LAMBDA' or 'target:HEADS'")
+        number = float(value)
+        points.append((kind, int(number) if kind == "target" and number >= 1 and number.is_integer() else number))
+    if not points:
+        raise ValueError("curve points: expected at least one point")
+    return points
+
+
+def point_label(kind: str, value: float) -> str:
+    return f"lambda={value:g}" if kind == "l0" else f"target={value:g}"
+
+
+def options_for(base: dict[str, Any], kind: str, value: float):
+    """The ``PruneOptions`` of one point."""
+    from lrp_prune.flow import PruneOptions
+
+    fields = dict(base)
+    if "buckets" in fields:
+        fields["buckets"] = tuple(fields["buckets"])
+    if kind == "l0":
+        fields.update(l0_penalty=float(value), target_heads=None)
+    else:
+        fields.update(l0_penalty=0.0, target_heads=value)
+    return PruneOptions(**fields)
+
+
+def accuracy_curve(base: dict[str, Any], points: Sequence[tuple[str, float]], png: str | Path, ctx: Any,
+                   title: str = "all-MiniLM-L6-v2 on SNLI test") -> dict[str, Any]:
+    """Run every point, plot ``png``, return the section dict (written after each point)."""
+    from lrp_prune.flow import run_prune
+
+    rows: list[dict[str, Any]] = []
+    out: dict[str, Any] = {"base_options": _jsonable_options(base), "points": [list(p) for p in points],
+                           "rows": rows, "png": _display_path(png)}
+    for kind, value in points:
+        options = options_for(base, kind, value)
+        t0 = time.perf_counter()
+        report = run_prune(options)
+        pruned = report.pop("_pruned_model", None)
+        del pruned
+        free()
+        rows.append({"kind": kind, "value": value, "label": point_label(kind, value),
+                     "accuracy_before": report["accuracy_before"], "accuracy_gated": report["accuracy_gated"],
+                     "accuracy_pruned": report["accuracy_pruned"], "heads_kept": report["heads_kept"],
+                     "total_heads": report["total_heads"], "heads_kept_per_layer": report["heads_kept_per_layer"],
+                     "pruned_equals_gated": report["pruned_equals_gated"], "eval_pairs": report["eval_pairs"],
+                     "eval_split": report["eval_split"], "gated_steps": report["gated_steps"],
+                     "latency_ratio_pruned_over_unpruned": report["latency"]["ratio_pruned_over_unpruned"],
+                     "attention_flops_before": report["attention_flops_before"],
+                     "attention_flops_after": report["attention_flops_after"],
+                     "timings": report["timings"], "seconds": round(time.perf_counter() - t0, 1)})
+        ctx.progress(f"curve {point_label(kind, value)}: {report['heads_kept']} heads, "
+                     f"accuracy {report['accuracy_pruned']:.4f} (unpruned {report['accuracy_before']:.4f})")
+        out["unpruned_accuracy"] = stats([r["accuracy_before"] for r in rows], 5)
+        ctx.save_partial(out)
+    plot_curve(rows, out["unpruned_accuracy"]["median"], png, title)
+    return out
+
+
+def plot_curve(rows: Sequence[dict[str, Any]], unpruned: float, png: str | Path, title: str) -> Path:
+    """Accuracy (pruned) against heads kept, the unpruned accuracy as a horizontal line; atomic PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    total = rows[0]["total_heads"] if rows else None
+    for kind, marker, colour, name in (("l0", "o", "tab:blue", "L0 penalty"), ("target", "s", "tab:orange", "target budget")):
+        sel = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["heads_kept"])
+        if not sel:
+            continue
+        xs = [r["heads_kept"] for r in sel]
+        ys = [100 * r["accuracy_pruned"] for r in sel]
+        ax.plot(xs, ys, marker=marker, color=colour, linestyle="-", label=name)
+        for r, x, y in zip(sel, xs, ys):
+            ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.axhline(100 * unpruned, color="gray", linestyle="--", label=f"unpruned ({100 * unpruned:.1f}%)")
+    ax.set_xlabel(f"heads kept{f' (of {total})' if total else ''}")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    if total:
+        ax.set_xlim(-0.5, total + 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = png.with_name(f".{png.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(png)
+    return png
+
+
+def _display_path(path: str | Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    from common import REPO
+
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def _jsonable_options(base: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in base.items()}))
