@@ -76,3 +76,29 @@ def test_evaluate_drops_padding_rows_and_latency_runs():
     assert len(preds) == 3 and 0.0 <= accuracy <= 1.0
     times = measure_latency(clf, 2, cfg.seq_length, repeats=2)
     assert len(times) == 2 and all(t > 0 for t in times)
+
+
+def test_gate_gradients_do_not_throttle_the_weights_clip():
+    """A huge log_a gradient must not shrink the weights' update through a joint global-norm clip."""
+    from lrp_prune import HeadPruningFactory
+
+    cfg = tiny_config(num_hidden_layers=1)
+    results = {}
+    for penalty in (0.0, 1e6):
+        ms.set_seed(0)
+        clf = BertClassifier(cfg, False)
+        for p in clf.trainable_params():
+            rng = np.random.default_rng(abs(hash(p.name)) % 2**32)
+            p.set_data(Tensor(rng.normal(0, 0.02, p.shape).astype(np.float32)))
+        gated = HeadPruningFactory.get_pruner({"prune_type": "LRP", "arch_type": "BERT",
+                                               "config": {"l0_penalty": penalty}}).apply(clf)
+        net = BertClassifierWithLoss(gated)
+        step = TrainStep(net, nn.SGD(net.trainable_params(), learning_rate=0.1), clip_norm=1.0)
+        step.set_train(False)  # eval gates: the task gradient is deterministic
+        ids, types, mask = random_inputs(cfg, batch=4)
+        before = gated.dense_1.weight.asnumpy().copy()
+        step(Tensor(ids), Tensor(types), Tensor(mask), Tensor(np.array([0, 1, 2, 0], np.int32)),
+             Tensor(1.0, ms.float32))
+        results[penalty] = gated.dense_1.weight.asnumpy() - before
+    assert np.abs(results[0.0]).max() > 0
+    np.testing.assert_allclose(results[1e6], results[0.0], rtol=1e-4, atol=1e-9)

@@ -240,10 +240,10 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 #: under 10 minutes once the cache is filled; "full" spends longer for better numbers.
 DEMO_PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(finetune_steps=250, finetune_lr=1e-4, train_steps=200, learning_rate=1e-4,
-                    target_heads=0.5, l0_penalty=0.0, log_a_lr=0.1, eval_limit=2000, batch_size=32,
+                    target_heads=None, l0_penalty=0.012, log_a_lr=0.1, eval_limit=2000, batch_size=32,
                     dropout=False, max_seq_length=64, buckets=(32, 64)),
     "full": dict(finetune_steps=2000, finetune_lr=1e-4, train_steps=1000, learning_rate=1e-4,
-                 target_heads=0.5, l0_penalty=0.0, log_a_lr=0.1, eval_limit=None, batch_size=32,
+                 target_heads=None, l0_penalty=0.01, log_a_lr=0.1, eval_limit=None, batch_size=32,
                  dropout=True, max_seq_length=64, buckets=(32, 48, 64)),
 }
 
@@ -261,6 +261,8 @@ def demo_options(args: argparse.Namespace):
         value = getattr(args, name)
         if value is not None:
             fields[name] = value
+    if args.target_heads is not None and args.l0_penalty is None:
+        fields["l0_penalty"] = 0.0  # a target replaces the preset's lambda unless both are asked for
     if args.max_seq_length is not None:
         fields["buckets"] = tuple(b for b in fields["buckets"] if b < args.max_seq_length)
     out = Path(args.out)

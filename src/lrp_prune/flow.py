@@ -65,6 +65,7 @@ class PruneOptions:
     eval_batch_size: int = 64  # 128 evaluates no faster than 64 on CPU
     finetune_steps: int = 0  # plain fine-tuning before gating; 0 = the loaded model is converged
     finetune_lr: float = 5e-5
+    finetuned_checkpoint: str | None = None  # reuse: load it if it exists, else fine-tune and save it there
     warmup_fraction: float = 0.1  # linear warm-up share of each phase's steps
     lr_schedule: str = "linear"  # weights: "linear" (warm-up, then decay to 0) or "constant"; log_a: constant
     train_steps: int | None = None
@@ -75,7 +76,8 @@ class PruneOptions:
     l0_penalty: float = 0.01
     target_heads: float | int | None = None  # heads to keep (int) or a fraction; drives a Lagrangian controller
     budget_warmup_steps: int | None = None  # default: a third of the gated steps
-    budget_lr: float = 0.01
+    budget_lr: float = 0.001  # 0.01 let the multipliers overshoot on MiniLM (all heads half-open)
+    budget_settle_fraction: float = 0.25  # target mode: the last quarter trains with exactly T heads (projected)
     temperature: float = 0.33
     stretch_limits: tuple[float, float] = (-0.1, 1.1)
     log_a_init: float | str = DEFAULT_LOG_A_INIT
@@ -403,7 +405,11 @@ def run_prune(options: PruneOptions) -> dict[str, Any]:
                               "total_heads": cfg.num_hidden_layers * cfg.num_attention_heads}
     timings: dict[str, float] = {}
 
-    if options.finetune_steps:
+    reuse = options.finetuned_checkpoint is not None and Path(options.finetuned_checkpoint).is_file()
+    if reuse:
+        load_checkpoint(options.finetuned_checkpoint, clf, strict=True)
+        logger.info("loaded the fine-tuned starting point %s (fine-tuning skipped)", options.finetuned_checkpoint)
+    if options.finetune_steps and not reuse:
         t0 = time.perf_counter()
         net = BertClassifierWithLoss(clf)
         schedule = linear_schedule(options.finetune_lr, options.finetune_steps, options.warmup_fraction)
@@ -414,6 +420,8 @@ def run_prune(options: PruneOptions) -> dict[str, Any]:
         report["finetune_loss_last"] = float(np.mean(trainer.losses[-20:]))
         timings["finetune_s"] = time.perf_counter() - t0
         del trainer, opt, net
+        if options.finetuned_checkpoint is not None and rank == 0:
+            save_checkpoint(clf, options.finetuned_checkpoint)
 
     t0 = time.perf_counter()
     accuracy_before, _ = _evaluate(options, clf, eval_arrays, "eval unpruned")
@@ -439,8 +447,16 @@ def run_prune(options: PruneOptions) -> dict[str, Any]:
     history: dict[str, list] = {"steps": [], "p_closed": [], "expected_open": [], "loss": [], "target_now": [],
                                 "lambda_1": [], "lambda_2": []}
 
+    settle_step = steps - int(round(options.budget_settle_fraction * steps)) if target is not None else -1
+
     def record(step: int, loss: float) -> None:
         state = pruner.update_budget(gated)  # the controller's ascent step (target mode)
+        if step == settle_step and 0 < step < steps:  # keep exactly T heads; the rest of the run adapts to them
+            projection = pruner.project_to_target(gated)
+            report["settle_projection"] = {"step": step, "open_before": projection["open_before"],
+                                           "closed": projection["closed"]}
+            logger.info("step %d: projected to the %d heads with the highest P(open) (%d were open); "
+                        "training on with them", step, target, projection["open_before"])
         if step % options.gate_log_every == 0 or step == 1 or step == steps:
             p_closed, expected = _gate_snapshot(gated, settings)
             history["steps"].append(step)

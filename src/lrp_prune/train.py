@@ -51,8 +51,10 @@ class TrainStep(nn.Cell):
     Args:
         network: a cell ``(input_ids, token_type_ids, input_mask, label_ids) -> loss``.
         optimizer: its optimizer.
-        clip_norm: global gradient norm clip (ModelZoo's BERT fine-tuning uses 1.0);
-            ``None`` turns it off.
+        clip_norm: global gradient norm clip (ModelZoo's BERT fine-tuning uses 1.0) of the
+            model's weights; ``None`` turns it off. Gate ``log_a`` gradients are left out of
+            the norm: the L0/budget terms can make them large, and a joint clip would then
+            scale the weights' gradients down to nothing.
         reducer: a gradient reducer for data parallelism (``nn.DistributedGradReducer``).
 
     ``construct(input_ids, token_type_ids, input_mask, label_ids, scale)`` returns
@@ -68,6 +70,9 @@ class TrainStep(nn.Cell):
         self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
         self.clip = clip_norm is not None
         self.clip_norm = float(clip_norm or 1.0)
+        names = [p.name for p in self.weights]
+        self.clip_index = tuple(i for i, n in enumerate(names) if not n.endswith("log_a"))
+        self.n_weights = len(names)
         self.reducer = reducer
         self.hyper_map = ops.HyperMap()
 
@@ -81,9 +86,17 @@ class TrainStep(nn.Cell):
         finite = amp.all_finite(grads)
         if finite:
             if self.clip:
-                grads = ops.clip_by_global_norm(grads, self.clip_norm)
+                grads = self._clip(grads)
             loss = ops.depend(loss, self.optimizer(grads))
         return loss, finite
+
+    def _clip(self, grads):
+        """Clip the model weights' gradients by their global norm; gate gradients pass unchanged."""
+        clipped = ops.clip_by_global_norm(tuple(grads[i] for i in self.clip_index), self.clip_norm)
+        out = list(grads)
+        for k, i in enumerate(self.clip_index):
+            out[i] = clipped[k]
+        return tuple(out)
 
 
 @dataclass
