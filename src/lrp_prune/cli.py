@@ -239,7 +239,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 #: The demo's presets. Measured on a 2-core CPU (see README): "default" finishes in
 #: under 10 minutes once the cache is filled; "full" spends longer for better numbers.
 DEMO_PRESETS: dict[str, dict[str, Any]] = {
-    "default": dict(finetune_steps=250, finetune_lr=1e-4, train_steps=200, learning_rate=1e-4,
+    "default": dict(finetune_steps=230, finetune_lr=1e-4, train_steps=190, learning_rate=1e-4,
                     target_heads=None, l0_penalty=0.012, log_a_lr=0.1, eval_limit=2000, batch_size=32,
                     dropout=False, max_seq_length=64, buckets=(32, 64)),
     "full": dict(finetune_steps=2000, finetune_lr=1e-4, train_steps=1000, learning_rate=1e-4,
