@@ -35,7 +35,7 @@ from lrp_prune.errors import LRPPruneError, expect
 from lrp_prune.gate import GateSettings, prob_closed
 from lrp_prune.model import BertClassifier, BertClassifierWithLoss
 from lrp_prune.pruner import DEFAULT_LOG_A_INIT, LRPHeadPruner, PrunerConfig, parameter_groups
-from lrp_prune.train import DynamicLossScale, TrainStep, evaluate_accuracy, measure_latency
+from lrp_prune.train import DynamicLossScale, TrainStep, compare_latency, evaluate_accuracy
 
 __all__ = ["PruneOptions", "run_prune", "load_classifier", "MINILM_NAME", "encode_split", "linear_schedule"]
 
@@ -518,16 +518,10 @@ def _latency_ratio(options: PruneOptions, cfg: BertConfig, clf_kwargs: dict, ori
     original = BertClassifier(cfg, False, **clf_kwargs)
     load_param_dict(original, {k: v for k, v in original_params.items() if not k.endswith("log_a")})
     b, s = options.latency_batch_size, options.max_seq_length
-    unpruned_t, pruned_t = [], []
-    measure_latency(original, b, s, repeats=1)  # compile both first
-    measure_latency(pruned, b, s, repeats=1)
-    for _ in range(options.latency_repeats):
-        unpruned_t += measure_latency(original, b, s, repeats=1, warmup=0)
-        pruned_t += measure_latency(pruned, b, s, repeats=1, warmup=0)
+    times = compare_latency(original, pruned, b, s, options.latency_repeats)
     del original
-    ratio = float(np.median(pruned_t) / np.median(unpruned_t))
-    return {"batch_size": b, "seq_length": s, "unpruned_s": unpruned_t, "pruned_s": pruned_t,
-            "ratio_pruned_over_unpruned": ratio}
+    ratio = float(np.median(times["pruned_s"]) / np.median(times["unpruned_s"]))
+    return {"batch_size": b, "seq_length": s, **times, "ratio_pruned_over_unpruned": ratio}
 
 
 def _options_dict(options: PruneOptions) -> dict[str, Any]:

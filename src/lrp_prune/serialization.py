@@ -346,7 +346,7 @@ def bench_saved(save_dir_path: str | Path, *, batch_size: int = 32, seq_length: 
     The original's weights come from ``gated_model.ckpt`` when present (the values do
     not change the timing, so random weights stand in otherwise).
     """
-    from lrp_prune.train import measure_latency
+    from lrp_prune.train import compare_latency
 
     save_dir = Path(save_dir_path)
     pruned = load_pruned(save_dir)
@@ -365,12 +365,8 @@ def bench_saved(save_dir_path: str | Path, *, batch_size: int = 32, seq_length: 
     gated_ckpt = save_dir / FILES["gated"]
     if gated_ckpt.is_file():
         load_checkpoint(gated_ckpt, original, strict=False)
-    measure_latency(original, batch_size, seq_length, repeats=1)
-    measure_latency(pruned, batch_size, seq_length, repeats=1)
-    unpruned_t, pruned_t = [], []
-    for _ in range(repeats):
-        unpruned_t += measure_latency(original, batch_size, seq_length, repeats=1, warmup=0)
-        pruned_t += measure_latency(pruned, batch_size, seq_length, repeats=1, warmup=0)
+    times = compare_latency(original, pruned, batch_size, seq_length, repeats)
+    unpruned_t, pruned_t = times["unpruned_s"], times["pruned_s"]
     return {"batch_size": batch_size, "seq_length": seq_length, "unpruned_s": unpruned_t, "pruned_s": pruned_t,
             "unpruned_median_s": float(np.median(unpruned_t)), "pruned_median_s": float(np.median(pruned_t)),
             "ratio": float(np.median(pruned_t) / np.median(unpruned_t)),

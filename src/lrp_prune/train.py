@@ -31,6 +31,7 @@ __all__ = [
     "evaluate_accuracy",
     "predict_logits",
     "measure_latency",
+    "compare_latency",
     "FEATURE_KEYS",
 ]
 
@@ -196,3 +197,19 @@ def measure_latency(model: nn.Cell, batch_size: int, seq_length: int, *, repeats
         run()
         times.append(time.perf_counter() - start)
     return times
+
+
+def compare_latency(original: nn.Cell, pruned: nn.Cell, batch_size: int, seq_length: int,
+                    repeats: int) -> dict[str, list[float]]:
+    """Forward times of two models on one input shape, both compiled first, then measured in
+    alternation (A, B, A, B, ...) so a noisy machine slows both alike.
+
+    Returns ``{"unpruned_s": [...], "pruned_s": [...]}`` with ``repeats`` times each.
+    """
+    measure_latency(original, batch_size, seq_length, repeats=1)  # compile both first
+    measure_latency(pruned, batch_size, seq_length, repeats=1)
+    unpruned, pruned_times = [], []
+    for _ in range(repeats):
+        unpruned += measure_latency(original, batch_size, seq_length, repeats=1, warmup=0)
+        pruned_times += measure_latency(pruned, batch_size, seq_length, repeats=1, warmup=0)
+    return {"unpruned_s": unpruned, "pruned_s": pruned_times}
