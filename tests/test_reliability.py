@@ -454,6 +454,20 @@ def test_run_prune_with_a_fixed_seed_is_reproducible(tiny_nli):
     assert first["final_log_a"] != {str(i): [3.0] * 4 for i in range(3)}  # the gates did train
 
 
+def test_finetuned_checkpoint_is_saved_then_reused(tiny_nli, tmp_path):
+    from lrp_prune.flow import run_prune
+
+    ckpt = tmp_path / "finetuned.ckpt"
+    opts = dict(dropout=False, finetune_steps=6, finetune_lr=1e-3, train_steps=3, finetuned_checkpoint=str(ckpt))
+    first = run_prune(_prune_options(tiny_nli, **opts))
+    assert ckpt.is_file() and "finetuned_from" not in first and "finetune_s" in first["timings"]
+    gc.collect()
+    second = run_prune(_prune_options(tiny_nli, **opts))
+    assert second["finetuned_from"] == str(ckpt) and "finetune_s" not in second["timings"]
+    # the same fine-tuned classifier: the same unpruned accuracy on the same pairs
+    assert second["accuracy_before"] == first["accuracy_before"]
+
+
 def test_training_mode_dropout_is_reproducible_under_a_seed():
     cfg = tiny_config(num_hidden_layers=1, hidden_size=256, seq_length=16, max_position_embeddings=16)
     # the cause, checked deterministically: the race itself shows up in most runs, not all

@@ -88,6 +88,9 @@ def add_prune_flags(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--learning_rate", type=float, default=d.learning_rate, help="learning rate of the weights")
     a.add_argument("--finetune_steps", type=int, default=0,
                    help="plain fine-tuning steps before gating (0: the loaded model is already converged)")
+    a.add_argument("--finetuned_checkpoint", default=None,
+                   help="reuse the fine-tuned starting point: load this checkpoint if it exists (fine-tuning "
+                        "skipped), else fine-tune and save it here")
     a.add_argument("--batch_size", type=int, default=d.batch_size, help="training batch size")
     a.add_argument("--eval_batch_size", type=int, default=d.eval_batch_size, help="evaluation batch size")
     a.add_argument("--max_seq_length", type=int, default=d.max_seq_length, help="longest tokenized pair")
@@ -107,6 +110,7 @@ def options_from_args(args: argparse.Namespace, **overrides: Any):
         task=args.task, data_dir=args.data_dir, model=args.model, load_checkpoint_path=args.load_checkpoint_path,
         vocab_file=args.vocab_file, pooling=args.pooling, max_seq_length=args.max_seq_length,
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, finetune_steps=args.finetune_steps,
+        finetuned_checkpoint=args.finetuned_checkpoint,
         train_steps=args.train_steps, epoch_size=args.epoch_size, learning_rate=args.learning_rate,
         log_a_lr=args.log_a_lr, l0_penalty=args.l0_penalty, target_heads=args.target_heads,
         train_limit=args.train_limit,
@@ -255,6 +259,7 @@ def demo_options(args: argparse.Namespace):
     fields = dict(DEMO_PRESETS["full" if args.full else "default"])
     fields.update(task="snli", data_dir=None, model=MINILM_NAME)
     for name in ("finetune_steps", "train_steps", "l0_penalty", "target_heads", "eval_limit", "seed", "model",
+                 "finetuned_checkpoint",
                  "task", "data_dir",
                  "load_checkpoint_path", "vocab_file", "max_seq_length", "batch_size", "eval_batch_size",
                  "latency_batch_size"):
@@ -346,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--target_heads", type=_target, default=None,
                       help="keep this many heads (int) or this fraction of them, instead of a fixed lambda")
     demo.add_argument("--eval_limit", type=int, default=None, help="override the number of test pairs")
+    demo.add_argument("--finetuned_checkpoint", default=None,
+                      help="reuse the fine-tuned classifier: load it if the file exists (fine-tuning skipped), "
+                           "else fine-tune and save it there; lets you retry other lambdas or targets quickly")
     demo.add_argument("--seed", type=int, default=None, help="seed (default 1)")
     demo.add_argument("--no_progress", action="store_true", help="no progress bars")
     other = demo.add_argument_group("run the demo's recipe on another model or data")

@@ -409,6 +409,7 @@ def run_prune(options: PruneOptions) -> dict[str, Any]:
     if reuse:
         load_checkpoint(options.finetuned_checkpoint, clf, strict=True)
         logger.info("loaded the fine-tuned starting point %s (fine-tuning skipped)", options.finetuned_checkpoint)
+        report["finetuned_from"] = str(options.finetuned_checkpoint)
     if options.finetune_steps and not reuse:
         t0 = time.perf_counter()
         net = BertClassifierWithLoss(clf)
