@@ -22,7 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["available", "set_threads", "build_hf_bert", "prune_heads", "forward_runner", "hf_outputs"]
+__all__ = ["available", "set_threads", "build_hf_bert", "prune_heads", "forward_runner", "hf_outputs",
+           "train_step_runner"]
 
 
 def available() -> str | None:
@@ -170,3 +171,42 @@ def forward_runner(model: Any, ids: np.ndarray, types: np.ndarray, mask: np.ndar
 
 def attn_implementation(model: Any) -> str | None:
     return getattr(model.config, "_attn_implementation", None)
+
+
+def train_step_runner(cfg: Any, params: Mapping[str, np.ndarray], head: Mapping[str, np.ndarray],
+                      ids: np.ndarray, types: np.ndarray, mask: np.ndarray, labels: np.ndarray,
+                      learning_rate: float = 2e-5, clip_norm: float = 1.0):
+    """A no-argument callable running one PyTorch train step of the benchmark's classifier.
+
+    The same function as the MindSpore side (``BertClassifierWithLoss`` with mean pooling, dropout
+    off): HF ``BertModel`` (no pooler), the masked mean of the last hidden states, a linear head
+    (``head``: ``weight`` (labels, hidden), ``bias``), cross-entropy, a global-norm clip and AdamW.
+    """
+    import torch
+
+    bert = build_hf_bert(cfg, params)
+    bert.pooler = None  # mean pooling: the pooler is not part of the step
+    linear = torch.nn.Linear(cfg.hidden_size, int(head["weight"].shape[0]))
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(np.asarray(head["weight"], np.float32)))
+        linear.bias.copy_(torch.from_numpy(np.asarray(head["bias"], np.float32)))
+    bert.train()
+    modules = torch.nn.ModuleList([bert, linear])
+    opt = torch.optim.AdamW(modules.parameters(), lr=learning_rate, weight_decay=0.01)
+    t_ids = torch.from_numpy(np.asarray(ids, np.int64))
+    t_types = torch.from_numpy(np.asarray(types, np.int64))
+    t_mask = torch.from_numpy(np.asarray(mask, np.int64))
+    t_labels = torch.from_numpy(np.asarray(labels, np.int64))
+    weights = t_mask.unsqueeze(-1).float()  # (B, S, 1)
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        hidden = bert(input_ids=t_ids, token_type_ids=t_types, attention_mask=t_mask).last_hidden_state  # (B, S, H)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, H)
+        loss = torch.nn.functional.cross_entropy(linear(pooled), t_labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(modules.parameters(), clip_norm)
+        opt.step()
+        return float(loss.detach())
+
+    return run

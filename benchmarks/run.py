@@ -204,6 +204,9 @@ def headline(doc: dict[str, Any]) -> list[dict[str, Any]]:
                         "value": vals[len(vals) // 2], "goal": None})
     if (s := ok("train_overhead")):
         out.append({"name": "gated / ungated train step", "value": s["ratio_gated_over_ungated"], "goal": "<= 1.05"})
+        if s.get("ms_over_torch_train_step") is not None:
+            out.append({"name": "MindSpore / PyTorch train step, ungated", "value": s["ms_over_torch_train_step"],
+                        "goal": None})
     if (s := ok("convert_time")):
         out.append({"name": "convert() seconds (median)", "value": s["convert_s"]["median"], "goal": "<= 2"})
     return out
@@ -305,6 +308,11 @@ def _render_section(name: str, s: dict[str, Any]) -> list[str]:
         out += ["| gated / ungated | paired min-max | gated step s | ungated step s | goal |", "|---|---|---|---|---|",
                 f"| {s['ratio_gated_over_ungated']:.3f} | {s['paired_ratio']['min']:.3f}-{s['paired_ratio']['max']:.3f} | "
                 f"{_mmm(s['gated_step_s'])} | {_mmm(s['ungated_step_s'])} | <= {s['goal']} |"]
+        if s.get("torch_step_s"):
+            pr = s["paired_ms_over_torch"]
+            out += ["", f"PyTorch peer ({s['torch_peer']['optimizer']}, {s['torch_peer']['torch_threads']} threads): "
+                        f"step {_mmm(s['torch_step_s'])} s; MindSpore (ungated) / PyTorch "
+                        f"{s['ms_over_torch_train_step']:.3f} (paired {pr['min']:.3f}-{pr['max']:.3f})"]
     elif name == "convert_time":
         out += ["| convert s | apply s | heads kept | with save s | goal |", "|---|---|---|---|---|",
                 f"| {_mmm(s['convert_s'])} | {_mmm(s['apply_s'])} | {s['heads_kept']}/{s['heads_total']} | "
@@ -475,8 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     ctx = Context(doc, Path(args.out), Path(args.md), quiet=args.quiet)
     plans = make_plans(args.mode)
-    peer_reason = hf_peer.available() if "peer" in args.chosen else None
-    if "peer" in args.chosen and peer_reason is None:
+    wants_torch = "peer" in args.chosen or "train_overhead" in args.chosen  # both time a PyTorch peer
+    peer_reason = hf_peer.available() if wants_torch else None
+    if wants_torch and peer_reason is None:
         info = hf_peer.set_threads(args.torch_threads or ms_threads)
         ctx.torch_threads = info["torch_threads"]
         doc["settings"].update(info)

@@ -311,6 +311,16 @@ def train_overhead(plan: dict[str, Any], ctx: Any) -> dict[str, Any]:
         return run
 
     runners = {name: runner(step) for name, step in steps.items()}
+    peer = None
+    if ctx.torch_threads:  # the PyTorch peer of the ungated step, same weights (issue: "a train step 2.7x slower")
+        import hf_peer
+        from lrp_prune.checkpoint import param_dict
+
+        clf = steps["ungated"].network.bert  # BertClassifierWithLoss.bert is the classifier
+        head = {"weight": clf.dense_1.weight.asnumpy(), "bias": clf.dense_1.bias.asnumpy()}
+        runners["torch"] = hf_peer.train_step_runner(cfg, param_dict(clf.bert), head, ids, types, mask, labels)
+        peer = {"torch_threads": ctx.torch_threads,
+                "optimizer": "torch.optim.AdamW, lr 2e-5, clip_grad_norm_ 1.0; HF BertModel, mean pooling"}
     compile_s = {}
     for name, run in runners.items():  # first call compiles; a second settles the allocator
         t0 = time.perf_counter()
@@ -327,7 +337,11 @@ def train_overhead(plan: dict[str, Any], ctx: Any) -> dict[str, Any]:
             "paired_ratio": stats(paired_ratios(times["gated"], times["ungated"]), 4),
             "gated_step_s": stats(times["gated"]), "ungated_step_s": stats(times["ungated"]),
             "first_call_s": compile_s, "repeats": plan["repeats"],
-            "optimizer": "AdamWeightDecay, lr 2e-5, log_a lr 0.1, clip 1.0, loss scale 1"}
+            "optimizer": "AdamWeightDecay, lr 2e-5, log_a lr 0.1, clip 1.0, loss scale 1",
+            "torch_step_s": stats(times["torch"]) if peer else None,
+            "ms_over_torch_train_step": round(ratio_of_medians(times["ungated"], times["torch"]), 4) if peer else None,
+            "paired_ms_over_torch": stats(paired_ratios(times["ungated"], times["torch"]), 4) if peer else None,
+            "torch_peer": peer}
 
 
 # ============================================================================= 4b. convert time

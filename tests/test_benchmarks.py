@@ -189,3 +189,31 @@ def test_unknown_section_is_refused():
     proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--smoke", "--sections", "nope"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--sections" in proc.stderr
+
+
+def test_torch_train_step_peer_computes_the_same_loss():
+    """The PyTorch train-step peer is the same function as BertClassifierWithLoss (mean pooling)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from mindspore import Tensor
+
+    from helpers import tiny_config
+    from lrp_prune import BertClassifier, BertClassifierWithLoss
+    from lrp_prune.checkpoint import param_dict
+
+    hf_peer = _load("hf_peer")
+
+    cfg = tiny_config(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=37, seq_length=12)
+    clf = BertClassifier(cfg, is_training=False, num_labels=3, pooling="mean")
+    rng = np.random.default_rng(1)
+    ids = rng.integers(1, cfg.vocab_size, (3, 12)).astype(np.int32)
+    types = rng.integers(0, 2, (3, 12)).astype(np.int32)
+    mask = np.ones((3, 12), np.int32)
+    mask[-1, 8:] = 0  # a padded row: the masked mean must agree too
+    labels = np.array([0, 2, 1], np.int32)
+    expected = float(BertClassifierWithLoss(clf)(Tensor(ids), Tensor(types), Tensor(mask), Tensor(labels)).asnumpy())
+    head = {"weight": clf.dense_1.weight.asnumpy(), "bias": clf.dense_1.bias.asnumpy()}
+    step = hf_peer.train_step_runner(cfg, param_dict(clf.bert), head, ids, types, mask, labels, learning_rate=1e-3)
+    first = step()  # the loss before its update
+    assert first == pytest.approx(expected, abs=1e-5)
+    assert step() < first  # and the step does train
