@@ -217,3 +217,18 @@ def test_torch_train_step_peer_computes_the_same_loss():
     first = step()  # the loss before its update
     assert first == pytest.approx(expected, abs=1e-5)
     assert step() < first  # and the step does train
+
+
+@pytest.mark.slow
+def test_layout_probe_variants_equal_the_library(tmp_path):
+    """benchmarks/layouts.py: every attention variant computes the library's outputs (smoke shapes)."""
+    out, md = tmp_path / "l.json", tmp_path / "l.md"
+    proc = subprocess.run([sys.executable, str(BENCH / "layouts.py"), "--smoke", "--out", str(out), "--md", str(md)],
+                          capture_output=True, text=True, env=dict(os.environ, GLOG_v="3"), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    variants = {r["variant"] for r in doc["rows"]}
+    assert {"library", "fused_qkv", "k_transposed", "batchmatmul_tb", "heads_folded"} <= variants
+    assert all(r["max_abs_diff_vs_library"] < 1e-5 for r in doc["rows"])
+    assert all(_is_stats(r["seconds"]) and r["ratio_over_library"] > 0 for r in doc["rows"])
+    assert md.read_text().startswith("# Attention layouts")
