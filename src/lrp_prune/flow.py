@@ -35,7 +35,7 @@ from lrp_prune.errors import LRPPruneError, expect
 from lrp_prune.gate import GateSettings, prob_closed
 from lrp_prune.model import BertClassifier, BertClassifierWithLoss
 from lrp_prune.pruner import DEFAULT_LOG_A_INIT, LRPHeadPruner, PrunerConfig, parameter_groups
-from lrp_prune.train import DynamicLossScale, TrainStep, compare_latency, evaluate_accuracy
+from lrp_prune.train import DynamicLossScale, TrainStep, adamw, compare_latency, evaluate_accuracy
 
 __all__ = ["PruneOptions", "run_prune", "load_classifier", "MINILM_NAME", "encode_split", "linear_schedule"]
 
@@ -320,16 +320,6 @@ def linear_schedule(peak: float, steps: int, warmup_fraction: float = 0.1) -> li
     return out
 
 
-def _optimizer(groups: list[dict], learning_rate: Any) -> nn.Optimizer:
-    """Adam with bias correction (and per-group L2 weight decay).
-
-    ``nn.AdamWeightDecay`` has no bias correction: its first steps move ~3x the rate,
-    which measured worse here (MiniLM on SNLI, 150 steps at 1e-4: 66% vs 71% test
-    accuracy on 600 pairs) and moves ``log_a`` 0.3 instead of 0.1 per early step.
-    """
-    return nn.Adam(groups, learning_rate=learning_rate)
-
-
 def _steps_for(options: PruneOptions, arrays: dict[str, np.ndarray]) -> int:
     if options.train_steps is not None:
         return options.train_steps
@@ -414,7 +404,7 @@ def run_prune(options: PruneOptions) -> dict[str, Any]:
         t0 = time.perf_counter()
         net = BertClassifierWithLoss(clf)
         schedule = linear_schedule(options.finetune_lr, options.finetune_steps, options.warmup_fraction)
-        opt = _optimizer(parameter_groups(net, weight_decay=options.weight_decay), schedule)
+        opt = adamw(parameter_groups(net, weight_decay=options.weight_decay), schedule)
         reducer = make_reducer(opt.parameters) if make_reducer else None
         trainer = _Trainer(options, net, opt, train_arrays, reducer, rank, "finetune")
         trainer.run(options.finetune_steps)
@@ -441,9 +431,8 @@ def run_prune(options: PruneOptions) -> dict[str, Any]:
     settings = pruner.config.gate
     net = BertClassifierWithLoss(gated)
     schedule = linear_schedule(options.learning_rate, steps, options.warmup_fraction) \
-        if options.lr_schedule == "linear" else options.learning_rate
-    opt = _optimizer(parameter_groups(net, schedule, log_a_lr=options.log_a_lr, weight_decay=options.weight_decay),
-                     options.learning_rate)
+        if options.lr_schedule == "linear" else [options.learning_rate] * steps
+    opt = adamw(parameter_groups(net, log_a_lr=options.log_a_lr, weight_decay=options.weight_decay), schedule)
     reducer = make_reducer(opt.parameters) if make_reducer else None
     history: dict[str, list] = {"steps": [], "p_closed": [], "expected_open": [], "loss": [], "target_now": [],
                                 "lambda_1": [], "lambda_2": []}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import mindspore as ms
 import numpy as np
@@ -32,12 +32,64 @@ __all__ = [
     "predict_logits",
     "measure_latency",
     "compare_latency",
+    "adamw",
+    "bias_corrected",
     "FEATURE_KEYS",
 ]
 
 logger = logging.getLogger(__name__)
 
 FEATURE_KEYS = ("input_ids", "token_type_ids", "input_mask")
+
+#: Adam's moment decay rates (those of BERT and PyTorch's AdamW).
+BETA1, BETA2 = 0.9, 0.999
+
+
+def bias_corrected(rates: Sequence[float], beta1: float = BETA1, beta2: float = BETA2) -> list[float]:
+    """Per-step rates with Adam's bias correction folded in: ``rate_t * sqrt(1 - beta2**t) / (1 - beta1**t)``.
+
+    ``nn.AdamWeightDecay`` decays weights the decoupled way (AdamW) but has no bias
+    correction, so its first steps move ~3x the rate; driving it with these rates gives
+    Adam's corrected step (its ``eps`` then acts as ``eps * sqrt(1 - beta2**t)``, and the
+    decay term ``rate * weight_decay * w`` is scaled by the same factor).
+
+    Example:
+        >>> [round(r, 4) for r in bias_corrected([1.0, 1.0, 1.0])]
+        [0.3162, 0.2353, 0.202]
+    """
+    expect(len(rates) >= 1, "rates", "at least one learning rate", len(rates))
+    return [float(r) * (1.0 - beta2 ** t) ** 0.5 / (1.0 - beta1 ** t) for t, r in enumerate(rates, start=1)]
+
+
+def adamw(groups: list[dict], rates: Sequence[float], eps: float = 1e-6) -> nn.Optimizer:
+    """AdamW with bias correction: ``nn.AdamWeightDecay`` driven by :func:`bias_corrected` rates.
+
+    Why not ``nn.Adam``: its ``weight_decay`` is an L2 term added to the gradient, which Adam
+    then normalises, so every weight with a small gradient is pulled to zero at ~``lr`` per
+    step. Measured on all-MiniLM-L6-v2 fine-tuned on SNLI (2,000 steps, peak 1e-4, decay 0.01):
+    the weight matrices fell to 27-47% of their pretrained norm and test accuracy to 67%.
+
+    Args:
+        groups: parameter groups (:func:`~lrp_prune.pruner.parameter_groups`); a group's
+            ``lr`` may be a number or a per-step list as long as ``rates``.
+        rates: the per-step learning rates of the weights (one per optimizer step).
+        eps: Adam's epsilon.
+
+    Returns:
+        The optimizer; every group's rates carry the same correction.
+    """
+    steps = len(rates)
+    factors = bias_corrected([1.0] * steps)
+    fixed = []
+    for group in groups:
+        if "lr" in group:
+            lr = group["lr"]
+            per_step = list(lr) if isinstance(lr, (list, tuple)) else [float(lr)] * steps
+            expect(len(per_step) == steps, "group lr", f"a number or {steps} per-step rates", len(per_step))
+            group = dict(group, lr=[r * f for r, f in zip(per_step, factors)])
+        fixed.append(group)
+    return nn.AdamWeightDecay(fixed, learning_rate=[r * f for r, f in zip(rates, factors)], beta1=BETA1,
+                              beta2=BETA2, eps=eps)
 _unscale = ops.MultitypeFuncGraph("unscale")
 
 
