@@ -151,9 +151,22 @@ def test_adamw_weight_decay_is_decoupled():
     assert np.all(w0 - l2.asnumpy() > 2e-3)  # ~lr per step, 40x the decoupled decay's shrink
 
 
-def test_adamw_rejects_a_group_rate_list_of_the_wrong_length():
+def test_adamw_runs_past_the_end_of_its_rate_list_at_the_last_rate():
+    from lrp_prune.train import adamw, bias_corrected
+
+    w = ms.Parameter(Tensor(np.zeros(2, np.float32)), name="w")
+    opt = adamw([{"params": [w], "weight_decay": 0.0}], [1e-1, 2e-2])
+    for _ in range(4):  # a steady gradient: each corrected Adam step moves exactly the rate
+        opt((Tensor(np.ones(2, np.float32)),))
+    np.testing.assert_allclose(w.asnumpy(), -(0.1 + 3 * 0.02), rtol=0, atol=1e-5)  # eps: ~1e-6 a step
+    assert bias_corrected([1.0])[0] < 1  # (the factor the schedule multiplies in)
+
+
+def test_adamw_rejects_bad_rates():
     from lrp_prune.train import adamw
 
     w = ms.Parameter(Tensor(np.ones(2, np.float32)), name="w")
-    with pytest.raises(LRPPruneError, match="group lr"):
-        adamw([{"params": [w], "lr": [0.1, 0.1]}], [1e-3] * 3)
+    with pytest.raises(LRPPruneError, match="learning rate"):
+        adamw([{"params": [w]}], [])
+    with pytest.raises(LRPPruneError, match="learning rate"):
+        adamw([{"params": [w], "lr": -0.1}], 1e-3)
