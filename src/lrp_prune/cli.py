@@ -246,8 +246,8 @@ DEMO_PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(finetune_steps=230, finetune_lr=1e-4, train_steps=190, learning_rate=1e-4,
                     target_heads=None, l0_penalty=0.012, log_a_lr=0.1, eval_limit=2000, batch_size=32,
                     dropout=False, max_seq_length=64, buckets=(32, 64)),
-    "full": dict(finetune_steps=2000, finetune_lr=1e-4, train_steps=1000, learning_rate=1e-4,
-                 target_heads=None, l0_penalty=0.01, log_a_lr=0.1, eval_limit=None, batch_size=32,
+    "full": dict(finetune_steps=1000, finetune_lr=1e-4, train_steps=400, learning_rate=1e-4,
+                 target_heads=None, l0_penalty=0.012, log_a_lr=0.1, eval_limit=None, batch_size=32,
                  dropout=True, max_seq_length=64, buckets=(32, 48, 64)),
 }
 
