@@ -232,3 +232,21 @@ def test_layout_probe_variants_equal_the_library(tmp_path):
     assert all(r["max_abs_diff_vs_library"] < 1e-5 for r in doc["rows"])
     assert all(_is_stats(r["seconds"]) and r["ratio_over_library"] > 0 for r in doc["rows"])
     assert md.read_text().startswith("# Attention layouts")
+
+
+@pytest.mark.slow
+def test_smoke_accuracy_curve_shares_one_fine_tuning(tmp_path):
+    """The curve in --smoke mode (tiny model, tiny data): rows, picture, and one fine-tuning for all points."""
+    out, md, png = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "curve.png"
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--smoke", "--sections", "accuracy_curve",
+                           "--out", str(out), "--md", str(md), "--png", str(png), "--quiet"],
+                          capture_output=True, text=True, env=dict(os.environ, GLOG_v="3"), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    curve = json.loads(out.read_text())["sections"]["accuracy_curve"]
+    assert curve["status"] == "ok" and [r["label"] for r in curve["rows"]] == ["lambda=0.05", "target=6"]
+    first, second = curve["rows"]
+    assert not first["finetuned_from_checkpoint"] and second["finetuned_from_checkpoint"]
+    assert first["accuracy_before"] == second["accuracy_before"]  # the same fine-tuned start
+    assert second["heads_kept"] == 6 and all(r["pruned_equals_gated"] for r in curve["rows"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## accuracy_curve" in md.read_text()
