@@ -14,6 +14,7 @@ def test_minilm_snli_target_heads(target, capsys):
     options = PruneOptions(task="snli", model=MINILM_NAME, train_limit=4000, eval_limit=300, max_seq_length=32,
                            buckets=(32,), batch_size=16, eval_batch_size=64, finetune_steps=0, train_steps=60,
                            learning_rate=1e-4, l0_penalty=0.0, target_heads=target, budget_warmup_steps=20,
+                           log_a_lr=0.3,  # 60 steps: with Adam's ~lr per step, 0.1 cannot move log_a 3 -> -2 in time
                            dropout=False, progress=False, latency_batch_size=8, latency_repeats=1, seed=1)
     report = run_prune(options)
     report.pop("_pruned_model", None)
