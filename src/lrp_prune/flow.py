@@ -431,7 +431,7 @@ def run_prune(options: PruneOptions) -> dict[str, Any]:
     settings = pruner.config.gate
     net = BertClassifierWithLoss(gated)
     schedule = linear_schedule(options.learning_rate, steps, options.warmup_fraction) \
-        if options.lr_schedule == "linear" else [options.learning_rate] * steps
+        if options.lr_schedule == "linear" else options.learning_rate
     opt = adamw(parameter_groups(net, log_a_lr=options.log_a_lr, weight_decay=options.weight_decay), schedule)
     reducer = make_reducer(opt.parameters) if make_reducer else None
     history: dict[str, list] = {"steps": [], "p_closed": [], "expected_open": [], "loss": [], "target_now": [],

@@ -34,7 +34,6 @@ __all__ = [
     "compare_latency",
     "adamw",
     "BiasCorrectedRate",
-    "bias_corrected",
     "FEATURE_KEYS",
 ]
 
@@ -44,22 +43,6 @@ FEATURE_KEYS = ("input_ids", "token_type_ids", "input_mask")
 
 #: Adam's moment decay rates (those of BERT and PyTorch's AdamW).
 BETA1, BETA2 = 0.9, 0.999
-
-
-def bias_corrected(rates: Sequence[float], beta1: float = BETA1, beta2: float = BETA2) -> list[float]:
-    """Per-step rates with Adam's bias correction folded in: ``rate_t * sqrt(1 - beta2**t) / (1 - beta1**t)``.
-
-    ``nn.AdamWeightDecay`` decays weights the decoupled way (AdamW) but has no bias
-    correction, so its first steps move ~3x the rate; driving it with these rates gives
-    Adam's corrected step (its ``eps`` then acts as ``eps * sqrt(1 - beta2**t)``, and the
-    decay term ``rate * weight_decay * w`` is scaled by the same factor).
-
-    Example:
-        >>> [round(r, 4) for r in bias_corrected([1.0, 1.0, 1.0])]
-        [0.3162, 0.2353, 0.202]
-    """
-    expect(len(rates) >= 1, "rates", "at least one learning rate", len(rates))
-    return [float(r) * (1.0 - beta2 ** t) ** 0.5 / (1.0 - beta1 ** t) for t, r in enumerate(rates, start=1)]
 
 
 class BiasCorrectedRate(nn.learning_rate_schedule.LearningRateSchedule):
