@@ -1,7 +1,7 @@
 """Accuracy vs heads kept: all-MiniLM-L6-v2 on SNLI test, one ``run_prune`` per point.
 
 A point is ``("l0", lambda)`` (plain L0 penalty) or ``("target", heads)`` (the target budget,
-``l0_penalty=0``). Every point runs the flow of ``lrp_prune.flow.run_prune``: evaluate unpruned,
+``l0_penalty=0``). Every point runs the flow of ``lrp_prune.app.pipeline.run_prune``: evaluate unpruned,
 gate, train, convert, evaluate pruned. All points start from one fine-tuned classifier: the
 first point fine-tunes (``finetune_steps``) and saves it (``finetuned_checkpoint``, a temporary
 file unless the base options name one), the others load it; so the unpruned accuracy is the
@@ -18,13 +18,12 @@ from typing import Any, Sequence
 
 from common import free, stats
 
-#: Default base options: the demo's "default" preset (lrp_prune.cli.DEMO_PRESETS) on its fixed
-#: 2,000-pair subset of the SNLI test split, with a cheap latency probe. Override any field with
-#: --curve-options (e.g. '{"eval_limit": null}' for all 9,824 pairs).
-DEFAULT_BASE: dict[str, Any] = dict(
-    task="snli", finetune_steps=230, finetune_lr=1e-4, train_steps=190, learning_rate=1e-4, log_a_lr=0.1,
-    eval_limit=2000, batch_size=32, dropout=False, max_seq_length=64, buckets=(32, 64),
-    latency_batch_size=8, latency_repeats=2, progress=False, seed=1)
+#: Default base: the demo's recipe (lrp_prune.app.recipes.DEMO) on its fixed 2,000-pair subset of the
+#: SNLI test split, with a cheap latency probe and no report directory. "recipe" names the recipe;
+#: every other key overrides a PruneOptions field. Override any with --curve-options (e.g.
+#: '{"eval_limit": null}' for all 9,824 pairs).
+DEFAULT_BASE: dict[str, Any] = dict(recipe="demo", out_dir=None, latency_batch_size=8, latency_repeats=2,
+                                    progress=False, seed=1)
 
 DEFAULT_POINTS: tuple[tuple[str, float], ...] = (
     ("l0", 0.005), ("l0", 0.01), ("l0", 0.02), ("l0", 0.05), ("target", 36), ("target", 18))
@@ -60,17 +59,18 @@ def point_label(kind: str, value: float) -> str:
 
 
 def options_for(base: dict[str, Any], kind: str, value: float):
-    """The ``PruneOptions`` of one point."""
-    from lrp_prune.flow import PruneOptions
+    """The ``PruneOptions`` of one point: the base's recipe, its overrides, then the point's budget."""
+    from lrp_prune.app.recipes import recipe
 
     fields = dict(base)
+    name = fields.pop("recipe", "demo")
     if "buckets" in fields:
         fields["buckets"] = tuple(fields["buckets"])
     if kind == "l0":
         fields.update(l0_penalty=float(value), target_heads=None)
     else:
         fields.update(l0_penalty=0.0, target_heads=value)
-    return PruneOptions(**fields)
+    return recipe(name).options(**fields)
 
 
 def accuracy_curve(base: dict[str, Any], points: Sequence[tuple[str, float]], png: str | Path, ctx: Any,
@@ -95,14 +95,15 @@ def accuracy_curve(base: dict[str, Any], points: Sequence[tuple[str, float]], pn
 
 def _run_points(base: dict[str, Any], points: Sequence[tuple[str, float]], rows: list[dict[str, Any]],
                 out: dict[str, Any], ctx: Any) -> None:
-    from lrp_prune.flow import run_prune
+    from lrp_prune.app.pipeline import run_prune
+    from lrp_prune.app.cli import configure_mindspore
 
     for kind, value in points:
         options = options_for(base, kind, value)
         t0 = time.perf_counter()
-        report = run_prune(options)
-        pruned = report.pop("_pruned_model", None)
-        del pruned
+        result = run_prune(options, configure_mindspore(options))  # GRAPH_MODE and the point's seed
+        report = result.to_dict()
+        del result
         free()
         rows.append({"kind": kind, "value": value, "label": point_label(kind, value),
                      "accuracy_before": report["accuracy_before"], "accuracy_gated": report["accuracy_gated"],
@@ -123,14 +124,12 @@ def _run_points(base: dict[str, Any], points: Sequence[tuple[str, float]], rows:
 
 def plot_curve(rows: Sequence[dict[str, Any]], unpruned: float, png: str | Path, title: str) -> Path:
     """Accuracy (pruned) against heads kept, the unpruned accuracy as a horizontal line; atomic PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
+    ax = fig.subplots()
     total = rows[0]["total_heads"] if rows else None
     for kind, marker, colour, name in (("l0", "o", "tab:blue", "L0 penalty"), ("target", "s", "tab:orange", "target budget")):
         sel = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["heads_kept"])
@@ -152,7 +151,6 @@ def plot_curve(rows: Sequence[dict[str, Any]], unpruned: float, png: str | Path,
     fig.tight_layout()
     tmp = png.with_name(f".{png.stem}.tmp.png")
     fig.savefig(tmp)
-    plt.close(fig)
     tmp.replace(png)
     return png
 

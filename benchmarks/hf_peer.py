@@ -4,7 +4,7 @@ Optional: ``available()`` says why the peer cannot run (torch or transformers mi
 raising, and nothing in the library imports this module.
 
 Weights come from the MindSpore model through the library's own HF<->ModelZoo name map
-(``lrp_prune.hf.hf_to_modelzoo_name``), so both frameworks compute the same function and
+(``lrp_prune.io.hf.hf_to_modelzoo_name``), so both frameworks compute the same function and
 the harness checks it (``max_abs_diff``) before timing.
 
 Head removal uses ``model.prune_heads({layer: [heads]})`` when the installed transformers has it
@@ -70,7 +70,7 @@ def build_hf_bert(cfg: Any, params: Mapping[str, np.ndarray]):
     import torch
     from transformers import BertModel as HFBert
 
-    from lrp_prune.hf import hf_to_modelzoo_name
+    from lrp_prune.io.hf import hf_to_modelzoo_name
 
     model = HFBert(hf_config(cfg), add_pooling_layer=True)
     state = model.state_dict()

@@ -1,6 +1,6 @@
 """What the attention layout costs: the library's BertModel against variants of its attention block.
 
-The record behind the choice of layout in ``lrp_prune.model.BertAttention`` (issue: "find where the
+The record behind the choice of layout in ``lrp_prune.network.bert.BertAttention`` (issue: "find where the
 time goes ... fused QKV projection, attention matmul layouts, graph-kernel fusion, avoiding
 transposes ... record what you tried and what each gave"). Every variant is the library's
 BertModel with the same weights in which only the attention cell (Q/K/V projections, scores,
@@ -28,7 +28,6 @@ Writes ``benchmarks/results/layouts.json`` and ``benchmarks/results/layouts.md``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import traceback
@@ -133,8 +132,8 @@ def build_models(cfg: Any, params: dict[str, np.ndarray]) -> tuple[dict[str, Any
     from mindspore import JitConfig
 
     from lrp_prune import BertModel
-    from lrp_prune.checkpoint import load_param_dict
-    from lrp_prune.model import refresh_cell
+    from lrp_prune.io.checkpoint import load_param_dict
+    from lrp_prune.network.bert import refresh_cell
 
     def library() -> Any:
         model = BertModel(cfg, is_training=False)

@@ -157,7 +157,7 @@ def curve_section(args: argparse.Namespace, ctx: Context, mode: str, png: Path) 
 
         tmp = tempfile.TemporaryDirectory(prefix="lrp_bench_curve_")
         tiny = write_tiny_nli(tmp.name, n_train=96, n_dev=40)
-        base = dict(task="mnli", data_dir=tiny["data_dir"], model=tiny["config_json"],
+        base = dict(recipe="sample", task="mnli", data_dir=tiny["data_dir"], model=tiny["config_json"],
                     load_checkpoint_path=tiny["checkpoint"], vocab_file=tiny["vocab_file"], max_seq_length=16,
                     buckets=(16,), batch_size=8, eval_batch_size=16, finetune_steps=4, finetune_lr=1e-3,
                     train_steps=12, learning_rate=1e-3, dropout=False, latency_batch_size=4, latency_repeats=1,

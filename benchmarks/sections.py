@@ -56,10 +56,10 @@ def gate_pattern(num_layers: int, num_heads: int, seed: int = 0) -> np.ndarray:
 
 
 def set_gates(bert: Any, log_a: np.ndarray) -> None:
-    from mindspore import Tensor
+    """Set every head gate's ``log_a`` from a ``[layers, heads]`` grid."""
+    from lrp_prune import ModelGates
 
-    for i, attention in bert.gate_cells():
-        attention.gate.log_a.set_data(Tensor(log_a[i, list(attention.heads)].astype(np.float32)))
+    ModelGates(bert).set_log_a(log_a)
 
 
 def random_inputs(cfg: Any, batch_size: int, seq_length: int, seed: int = 0, pad: bool = True):
@@ -95,7 +95,7 @@ def _ms_runner(model: Any, ids: np.ndarray, types: np.ndarray, mask: np.ndarray)
 
 def _random_bert(cfg: Any, params: dict[str, np.ndarray]):
     from lrp_prune import BertModel
-    from lrp_prune.checkpoint import load_param_dict
+    from lrp_prune.io.checkpoint import load_param_dict
 
     model = BertModel(cfg, is_training=False)
     load_param_dict(model, params)
@@ -162,7 +162,7 @@ def latency(plan: dict[str, Any], ctx: Any, *, peer: bool) -> dict[str, Any]:
     """
     import hf_peer
     from lrp_prune import prune_heads
-    from lrp_prune.model import refresh_cell
+    from lrp_prune.network.bert import refresh_cell
     from reference import random_params
 
     cfg = plan["config"]
@@ -279,10 +279,10 @@ def latency(plan: dict[str, Any], ctx: Any, *, peer: bool) -> dict[str, Any]:
 def train_overhead(plan: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Gated / ungated train-step time, both ``TrainStep(BertClassifierWithLoss)`` in GRAPH_MODE."""
     import mindspore as ms
-    from mindspore import Tensor, nn
+    from mindspore import Tensor
 
     from lrp_prune import BertClassifier, BertClassifierWithLoss, parameter_groups
-    from lrp_prune.train import TrainStep
+    from lrp_prune.training import TrainStep, adamw
 
     cfg = plan["config"]
     b, s = plan["batch_size"], plan["seq_length"]
@@ -294,7 +294,7 @@ def train_overhead(plan: dict[str, Any], ctx: Any) -> dict[str, Any]:
         if gated:
             _pruner().apply(clf)
         net = BertClassifierWithLoss(clf)
-        opt = nn.AdamWeightDecay(parameter_groups(net, 2e-5, log_a_lr=0.1), learning_rate=2e-5)
+        opt = adamw(parameter_groups(net, log_a_lr=0.1), 2e-5)  # as the flow trains
         step = TrainStep(net, opt, clip_norm=1.0)
         step.set_train(True)
         return step
@@ -314,7 +314,7 @@ def train_overhead(plan: dict[str, Any], ctx: Any) -> dict[str, Any]:
     peer = None
     if ctx.torch_threads:  # the PyTorch peer of the ungated step, same weights (issue: "a train step 2.7x slower")
         import hf_peer
-        from lrp_prune.checkpoint import param_dict
+        from lrp_prune.io.checkpoint import param_dict
 
         clf = steps["ungated"].network.bert  # BertClassifierWithLoss.bert is the classifier
         head = {"weight": clf.dense_1.weight.asnumpy(), "bias": clf.dense_1.bias.asnumpy()}
@@ -337,7 +337,7 @@ def train_overhead(plan: dict[str, Any], ctx: Any) -> dict[str, Any]:
             "paired_ratio": stats(paired_ratios(times["gated"], times["ungated"]), 4),
             "gated_step_s": stats(times["gated"]), "ungated_step_s": stats(times["ungated"]),
             "first_call_s": compile_s, "repeats": plan["repeats"],
-            "optimizer": "AdamWeightDecay, lr 2e-5, log_a lr 0.1, clip 1.0, loss scale 1",
+            "optimizer": "adamw (AdamWeightDecay + bias correction), lr 2e-5, log_a lr 0.1, clip 1.0, loss scale 1",
             "torch_step_s": stats(times["torch"]) if peer else None,
             "ms_over_torch_train_step": round(ratio_of_medians(times["ungated"], times["torch"]), 4) if peer else None,
             "paired_ms_over_torch": stats(paired_ratios(times["ungated"], times["torch"]), 4) if peer else None,

@@ -28,13 +28,15 @@ _WIDTH = 88  # longer signatures are written one parameter per line
 
 #: Section order and titles; a module not listed here gets a section after these.
 _SECTIONS = {
-    "lrp_prune.pruner": "Pruning: the Golden Stick API",
-    "lrp_prune.gate": "Gates",
-    "lrp_prune.config": "Configuration",
-    "lrp_prune.model": "Models",
-    "lrp_prune.serialization": "Saving, loading, exporting",
-    "lrp_prune.checkpoint": "Checkpoints",
-    "lrp_prune.summary": "Summaries",
+    "lrp_prune.pruning.lrp": "Pruning: the Golden Stick API",
+    "lrp_prune.network.gates": "Gates: one API over every gate of a model",
+    "lrp_prune.network.hard_concrete": "The Hard Concrete gate",
+    "lrp_prune.network.config": "Configuration",
+    "lrp_prune.network.bert": "Models",
+    "lrp_prune.io.saved": "Saving and loading pruned models",
+    "lrp_prune.io.export": "Exporting",
+    "lrp_prune.io.checkpoint": "Checkpoints",
+    "lrp_prune.pruning.summary": "Summaries",
     "lrp_prune.errors": "Errors",
 }
 _SECTION_NAMES = ("Args", "Arguments", "Attributes", "Returns", "Raises", "Example", "Examples", "Yields", "Note")
@@ -264,10 +266,12 @@ def render() -> str:
         "defines it. Signatures and summaries come from the source; after changing the public API, "
         "regenerate this page with `python docs/gen_api.py` (`tests/test_docs.py` fails while it is stale).",
         "",
-        "Submodules not re-exported here but used in the tutorial: `lrp_prune.hf` "
-        "(`load_hf_bert`, `read_hf_state`), `lrp_prune.assets` (`fetch_minilm`, `fetch_snli`), "
-        "`lrp_prune.train` (`TrainStep`, `DynamicLossScale`), `lrp_prune.checkpoint` "
-        "(`load_param_dict`), `lrp_prune.data`, `lrp_prune.tokenization`.",
+        "Submodules not re-exported here but used in the tutorial: `lrp_prune.io.hf` "
+        "(`load_hf_bert`, `read_hf_state`), `lrp_prune.io.assets` (`fetch_minilm`, `fetch_snli`), "
+        "`lrp_prune.training` (`TrainStep`, `DynamicLossScale`, `adamw`, `linear_schedule`), "
+        "`lrp_prune.io.checkpoint` (`load_param_dict`), `lrp_prune.data` (`batches`, readers), "
+        "`lrp_prune.data.tokenization` (`PairTokenizer`), `lrp_prune.app` (the pipeline, recipes and CLI); "
+        "[architecture.md](architecture.md) maps every module.",
         "",
         "| name | module |",
         "|---|---|",

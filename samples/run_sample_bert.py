@@ -2,7 +2,7 @@
 """Prune BERT attention heads on MNLI (or SNLI) with lrp_prune: Golden Stick's sample, working.
 
 Every flag of the original sample is accepted with the same meaning (string
-booleans "true"/"false"); the flow itself lives in ``lrp_prune.flow`` and is shared
+booleans "true"/"false"); the flow itself lives in ``lrp_prune.app.pipeline`` and is shared
 with ``lrp-prune prune``.
 
 Single process, ModelZoo checkpoint::
@@ -24,7 +24,7 @@ import sys
 
 os.environ.setdefault("GLOG_v", "3")
 
-from lrp_prune.cli import run_sample  # noqa: E402
+from lrp_prune.app.cli import run_sample  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run_sample(sys.argv[1:]))

@@ -19,3 +19,11 @@ def _graph_mode():
     """Every test starts in GRAPH_MODE, whatever an earlier test switched to."""
     ms.set_context(mode=ms.GRAPH_MODE)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_nli(tmp_path_factory):
+    """A tiny GLUE-MNLI layout, vocab and random ModelZoo checkpoint (helpers.write_tiny_nli), shared."""
+    from helpers import write_tiny_nli
+
+    return write_tiny_nli(tmp_path_factory.mktemp("tiny_nli"), n_train=48, n_dev=16)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mindspore as ms
 import numpy as np
+from lrp_prune import BertConfig, BertModel, HeadPruningFactory, ModelGates
+from lrp_prune.io.checkpoint import load_param_dict, param_dict
 
-from lrp_prune import BertConfig, BertModel
-from lrp_prune.checkpoint import load_param_dict, param_dict
 from reference import bert_forward, random_params
+
+#: The repository root (samples/, docs/, benchmarks/ are under it).
+REPO = Path(__file__).resolve().parents[1]
+
+#: log_a values well inside "closed" (eval gate 0) and "open" (eval gate 1).
+CLOSED, OPEN = -5.0, 4.0
 
 
 def tiny_config(**overrides) -> BertConfig:
@@ -23,6 +31,42 @@ def random_model(cfg: BertConfig, seed: int = 0, is_training: bool = False) -> B
     model = BertModel(cfg, is_training)
     load_param_dict(model, random_params(cfg.to_dict(), seed))
     return model
+
+
+def make_pruner(l0_penalty: float | None = 0.01, **inner):
+    """An LRP pruner from the Golden Stick factory (``l0_penalty=None`` leaves the key out)."""
+    if l0_penalty is not None:
+        inner.setdefault("l0_penalty", l0_penalty)
+    return HeadPruningFactory.get_pruner({"prune_type": "LRP", "arch_type": "BERT", "config": inner})
+
+
+def set_log_a(model, values) -> None:
+    """Set the head gates' ``log_a``: a ``[layers, heads]`` grid by original head index, or
+    ``{layer: values}`` with one value per head the layer has (other layers unchanged)."""
+    gates = ModelGates(model)
+    if isinstance(values, dict):
+        grid = gates.log_a()
+        for i, host in gates.hosts():
+            if i in values:
+                grid[i, list(host.units)] = np.asarray(values[i], np.float64)
+        values = grid
+    gates.set_log_a(values)
+
+
+def temp_leftovers(directory) -> list[str]:
+    """Names under ``directory`` (recursively) that look like temporary or staging files."""
+    from pathlib import Path
+
+    return sorted(str(p.relative_to(directory)) for p in Path(directory).rglob("*")
+                  if ".tmp" in p.name or ".export" in p.name or p.name.startswith("."))
+
+
+def run_flow(options):
+    """Run the pipeline as an entry point would: configure MindSpore (mode, seed), then ``run_prune``."""
+    from lrp_prune.app.pipeline import run_prune
+    from lrp_prune.app.cli import configure_mindspore
+
+    return run_prune(options, configure_mindspore(options))
 
 
 def random_inputs(cfg: BertConfig, batch: int = 2, seed: int = 0, pad_from: int | None = 6):

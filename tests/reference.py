@@ -1,7 +1,7 @@
 """Independent float64 numpy reference forward of BERT (MindSpore ModelZoo parameter names).
 
 Used by tests as ground truth. Deliberately imports nothing from the library (and no mindspore).
-Semantics follow /work/shared/DESIGN.md sections 2-4:
+Semantics follow docs/design.md sections 2-4:
   * Dense weights are [out, in]: y = x @ W.T + b.
   * Head h of a layer owns rows h*d:(h+1)*d of Q/K/V and columns h*d:(h+1)*d of W_O.
   * config["layer_heads"][i] lists the ORIGINAL head ids layer i keeps (None = all heads);
@@ -31,7 +31,7 @@ def _heads_of(config: Mapping[str, Any], i: int) -> list[int]:
 
 
 def expected_param_names(num_layers: int) -> list[str]:
-    """DESIGN §3 list, expanded for a full (unpruned) model."""
+    """docs/design.md §3 list, expanded for a full (unpruned) model."""
     names = ["bert_embedding_lookup.embedding_table",
              f"{EMB}.token_type_embedding.embedding_table",
              f"{EMB}.full_position_embedding.embedding_table",

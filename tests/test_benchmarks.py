@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from lrp_prune import BertConfig
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -185,6 +184,7 @@ def test_smoke_run_writes_the_json_schema_and_markdown(tmp_path):
         assert needle in text
 
 
+@pytest.mark.slow
 def test_unknown_section_is_refused():
     proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--smoke", "--sections", "nope"],
                           capture_output=True, text=True, timeout=60)
@@ -195,11 +195,11 @@ def test_torch_train_step_peer_computes_the_same_loss():
     """The PyTorch train-step peer is the same function as BertClassifierWithLoss (mean pooling)."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
+    from lrp_prune import BertClassifier, BertClassifierWithLoss
+    from lrp_prune.io.checkpoint import param_dict
     from mindspore import Tensor
 
     from helpers import tiny_config
-    from lrp_prune import BertClassifier, BertClassifierWithLoss
-    from lrp_prune.checkpoint import param_dict
 
     hf_peer = _load("hf_peer")
 

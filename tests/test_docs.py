@@ -58,6 +58,7 @@ def test_the_expected_pages_exist():
     assert expected <= set(PAGES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", [p for p in PAGES if p != "api.md"])
 def test_python_blocks_run(page, tmp_path, monkeypatch):
     path = DOCS / page

@@ -3,6 +3,12 @@
 A MindSpore port of Golden Stick's LRP head pruner (Voita et al. 2019): a Hard
 Concrete gate per head, an L0 penalty, then slicing of Q/K/V/O.
 
+The package is layered (``docs/architecture.md``): :mod:`lrp_prune.network` (BERT,
+gates, slicing), :mod:`lrp_prune.io` (checkpoints, HF import, saved models, export,
+assets), :mod:`lrp_prune.data`, :mod:`lrp_prune.pruning` (the methods and convert),
+:mod:`lrp_prune.training` and :mod:`lrp_prune.app` (pipeline, reports, CLI). The names
+below are the public API.
+
 Example:
     >>> from lrp_prune import BertConfig, BertModel, HeadPruningFactory, PruningType, SupportedModels
     >>> cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
@@ -15,15 +21,20 @@ Example:
     (4, 4)
 """
 
-from lrp_prune.checkpoint import LoadReport, load_checkpoint, save_checkpoint
-from lrp_prune.config import BertConfig
+from lrp_prune import _moved
 from lrp_prune.errors import LRPPruneError
-from lrp_prune.gate import GateSettings, HardConcreteGate
-from lrp_prune.model import BertClassifier, BertClassifierWithLoss, BertModel, prune_heads
-from lrp_prune.pruner import (HeadPruningFactory, LRPHeadPruner, PrunerConfig, PruningType, SupportedModels,
-                              parameter_groups)
-from lrp_prune.serialization import export_mindir, load_mindir, load_pruned, read_heads_to_prune, save_pruned
-from lrp_prune.summary import PruningSummary
+from lrp_prune.io.checkpoint import LoadReport, load_checkpoint, save_checkpoint
+from lrp_prune.io.export import export_mindir, load_mindir
+from lrp_prune.io.saved import load_pruned, read_heads_to_prune, save_pruned
+from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss, BertModel, prune_heads
+from lrp_prune.network.config import BertConfig
+from lrp_prune.network.gates import ModelGates
+from lrp_prune.network.hard_concrete import GateSettings, HardConcreteGate
+from lrp_prune.pruning.lrp import (HeadPruningFactory, LRPHeadPruner, PrunerConfig, PruningType, SupportedModels,
+                                   parameter_groups)
+from lrp_prune.pruning.summary import PruningSummary
+
+_moved.install()
 
 __version__ = "0.1.0"
 
@@ -38,6 +49,7 @@ __all__ = [
     "LRPHeadPruner",
     "LRPPruneError",
     "LoadReport",
+    "ModelGates",
     "PrunerConfig",
     "PruningSummary",
     "PruningType",

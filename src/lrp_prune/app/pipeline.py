@@ -1,0 +1,617 @@
+"""The end-to-end pruning flow, as phase functions passing typed values.
+
+Shared by ``samples/run_sample_bert.py``, ``lrp-prune prune`` and ``lrp-prune demo``::
+
+    load_model -> load_data -> finetune -> evaluate (unpruned) -> gate -> train_gated
+      -> evaluate (gated) -> convert -> evaluate (pruned) -> measure_latency -> RunReport
+
+Each phase takes the options and what earlier phases returned, and returns a small
+dataclass; :func:`run_prune` composes them. The process-wide MindSpore state (mode,
+device, seed, data parallelism) is set by the caller: see :mod:`lrp_prune.app.runtime`.
+
+Example:
+    >>> opts = PruneOptions(task="mnli", data_dir="/data/MNLI", model="bert.json",
+    ...                     load_checkpoint_path="bert.ckpt", vocab_file="vocab.txt")
+    >>> gated_steps(opts, {"lengths": np.full(100, 10), "x": np.zeros(100)})
+    3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+
+from lrp_prune.app.options import MINILM_NAME, PruneOptions, options_dict
+from lrp_prune.app.runtime import Runtime, current_runtime
+from lrp_prune.data.batching import batches, num_batches, shard
+from lrp_prune.data.examples import NLI_LABELS
+from lrp_prune.data.readers import load_task
+from lrp_prune.data.tokenization import PairTokenizer, encode_examples
+from lrp_prune.errors import LRPPruneError, expect
+from lrp_prune.io.checkpoint import load_checkpoint, load_param_dict, param_dict, save_checkpoint
+from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss
+from lrp_prune.network.config import BertConfig
+from lrp_prune.network.gates import HEADS, ModelGates
+from lrp_prune.pruning.lrp import LRPHeadPruner, PrunerConfig, parameter_groups
+from lrp_prune.pruning.summary import PruningSummary
+from lrp_prune.training.evaluate import evaluate_accuracy
+from lrp_prune.training.optim import adamw, linear_schedule
+from lrp_prune.training.step import DynamicLossScale, TrainStep
+from lrp_prune.training.timing import compare_latency
+
+__all__ = [
+    "PruneOptions", "MINILM_NAME", "RunReport", "run_prune",
+    "Loaded", "TaskData", "Finetuning", "Evaluation", "Gating", "GateHistory", "GatedTraining", "Conversion",
+    "Latency", "load_model", "load_data", "finetune", "evaluate", "gate", "train_gated", "convert",
+    "measure_latency", "gated_steps", "load_classifier", "encode_split", "linear_schedule",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The old name of :func:`lrp_prune.data.tokenization.encode_examples`.
+encode_split = encode_examples
+
+
+# ------------------------------------------------------------------------------------ phase values
+@dataclass
+class Loaded:
+    """The model to prune and its tokenizer.
+
+    Attributes:
+        classifier: the classifier (weights loaded, maybe not fine-tuned yet).
+        model_dir: the HuggingFace directory it came from (``None`` for a BertConfig JSON).
+        tokenizer: its WordPiece tokenizer.
+    """
+
+    classifier: BertClassifier
+    model_dir: Path | None
+    tokenizer: PairTokenizer
+
+    @property
+    def config(self) -> BertConfig:
+        """The backbone's config."""
+        return self.classifier.bert.config
+
+
+@dataclass
+class TaskData:
+    """Tokenized training and evaluation arrays (``input_ids`` ..., ``lengths``, ``label_ids``)."""
+
+    train: dict[str, np.ndarray]
+    evaluation: dict[str, np.ndarray]
+    eval_split: str
+
+    @property
+    def train_pairs(self) -> int:
+        """Training examples (of this rank)."""
+        return len(self.train["label_ids"])
+
+    @property
+    def eval_pairs(self) -> int:
+        """Evaluated examples."""
+        return len(self.evaluation["label_ids"])
+
+
+@dataclass
+class Finetuning:
+    """What the plain fine-tuning phase did (nothing, trained, or loaded a saved start)."""
+
+    steps: int = 0
+    loss_last: float | None = None
+    seconds: float | None = None
+    loaded_from: str | None = None
+
+
+@dataclass
+class Evaluation:
+    """Accuracy (in [0, 1]) and predictions of one model on the evaluation pairs."""
+
+    accuracy: float
+    predictions: np.ndarray
+    seconds: float
+
+
+@dataclass
+class Gating:
+    """The gated model, its pruner and its planned steps."""
+
+    pruner: LRPHeadPruner
+    gated: BertClassifier
+    steps: int
+
+    @property
+    def target(self) -> int | None:
+        """The head budget in target mode (``None`` in ``l0_penalty`` mode)."""
+        budget = self.gated.bert.budget
+        return None if budget is None else budget.target
+
+
+@dataclass
+class GateHistory:
+    """The gates over the gated phase, every ``gate_log_every`` steps (what the pictures draw).
+
+    Attributes:
+        steps: the recorded steps.
+        p_closed: P(gate = 0) per step, ``[layers][heads]`` (``None`` for a head the model lacks).
+        expected_open: L_C per step.
+        loss: training loss per step.
+        target_now / lambda_1 / lambda_2: the budget controller's state (``None`` in l0 mode).
+    """
+
+    steps: list[int] = field(default_factory=list)
+    p_closed: list = field(default_factory=list)
+    expected_open: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    target_now: list = field(default_factory=list)
+    lambda_1: list = field(default_factory=list)
+    lambda_2: list = field(default_factory=list)
+
+    def record(self, step: int, gates: ModelGates, loss: float, state: dict[str, Any]) -> None:
+        """Append one snapshot of ``gates`` and the controller ``state``."""
+        p_closed = gates.prob_closed(HEADS)
+        self.steps.append(step)
+        self.p_closed.append(_grid_json(np.round(p_closed, 5)))
+        self.expected_open.append(round(float(np.nansum(1.0 - p_closed)), 4))
+        self.loss.append(round(loss, 5))
+        for key in ("target_now", "lambda_1", "lambda_2"):
+            getattr(self, key).append(None if key not in state else round(state[key], 6))
+
+    def to_dict(self) -> dict[str, list]:
+        """Plain-JSON dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class GatedTraining:
+    """What the gated phase did."""
+
+    steps: int
+    seconds: float
+    skipped_steps: int
+    final_loss_scale: float
+    history: GateHistory
+    final_log_a: list
+    settle_projection: dict[str, Any] | None = None
+
+
+@dataclass
+class Conversion:
+    """The pruned model and what ``convert()`` removed."""
+
+    pruned: nn.Cell
+    summary: PruningSummary
+    gate_values: np.ndarray
+
+
+@dataclass
+class Latency:
+    """Forward times of the unpruned and pruned classifiers, interleaved in one run."""
+
+    batch_size: int
+    seq_length: int
+    unpruned_s: list[float]
+    pruned_s: list[float]
+
+    @property
+    def ratio(self) -> float:
+        """Median pruned time over median unpruned time."""
+        return float(np.median(self.pruned_s) / np.median(self.unpruned_s))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict (with ``ratio_pruned_over_unpruned``)."""
+        return {"batch_size": self.batch_size, "seq_length": self.seq_length, "unpruned_s": self.unpruned_s,
+                "pruned_s": self.pruned_s, "ratio_pruned_over_unpruned": self.ratio}
+
+
+@dataclass
+class RunReport:
+    """Everything a run measured; :meth:`to_dict` is report.json.
+
+    On a non-zero rank of a data-parallel run only the training fields are set
+    (``complete`` is ``False``): rank 0 evaluates, converts and writes.
+    """
+
+    options: PruneOptions
+    train_pairs: int
+    eval_pairs: int
+    eval_split: str
+    total_heads: int
+    target_heads: int | None
+    finetuning: Finetuning
+    training: GatedTraining
+    rank: int = 0
+    accuracy_before: float | None = None
+    accuracy_gated: float | None = None
+    accuracy_pruned: float | None = None
+    pruned_equals_gated: bool | None = None
+    summary: PruningSummary | None = None
+    gate_values: list | None = None
+    projection: dict[str, Any] | None = None
+    latency: Latency | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    pruned_model: nn.Cell | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def complete(self) -> bool:
+        """Whether this report has the evaluation, conversion and latency (rank 0)."""
+        return self.summary is not None
+
+    @property
+    def heads_kept(self) -> int | None:
+        """Heads the pruned model keeps."""
+        return None if self.summary is None else self.summary.heads_kept
+
+    @property
+    def save_dir_path(self) -> str | None:
+        """Where the pruned model was saved (``None``: not saved)."""
+        return self.options.pruned_dir
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON (report.json); the pruned model is left out."""
+        out: dict[str, Any] = {"options": options_dict(self.options), "train_pairs": self.train_pairs,
+                               "eval_pairs": self.eval_pairs, "eval_split": self.eval_split,
+                               "total_heads": self.total_heads, "target_heads": self.target_heads}
+        if self.finetuning.loaded_from is not None:
+            out["finetuned_from"] = self.finetuning.loaded_from
+        if self.finetuning.loss_last is not None:
+            out["finetune_loss_last"] = self.finetuning.loss_last
+        training = self.training
+        if training.settle_projection is not None:
+            out["settle_projection"] = training.settle_projection
+        out.update(gated_steps=training.steps, skipped_steps=training.skipped_steps,
+                   final_loss_scale=training.final_loss_scale, gate_history=training.history.to_dict(),
+                   final_log_a=training.final_log_a)
+        if not self.complete:
+            out["rank"] = self.rank
+            return out
+        if self.projection is not None:
+            out["projection"] = self.projection
+        s = self.summary
+        out.update(gate_values=self.gate_values, accuracy_before=self.accuracy_before,
+                   accuracy_gated=self.accuracy_gated, accuracy_pruned=self.accuracy_pruned,
+                   pruned_equals_gated=self.pruned_equals_gated, heads_kept=s.heads_kept,
+                   heads_kept_per_layer=s.heads_kept_per_layer,
+                   heads_removed={str(k): v for k, v in s.heads_removed.items()}, kept_heads=s.kept_heads,
+                   params_before=s.params_before, params_after=s.params_after,
+                   attention_flops_before=s.attention_flops_before, attention_flops_after=s.attention_flops_after,
+                   latency=self.latency.to_dict(), timings=self.timings, wall_time_s=self.wall_time_s,
+                   save_dir_path=self.save_dir_path)
+        return out
+
+
+def _grid_json(grid: np.ndarray) -> list:
+    """A float grid as nested lists, NaN as ``None`` (JSON has no NaN)."""
+    return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(grid, float)]
+
+
+# ------------------------------------------------------------------------------------ load
+def _model_dir(options: PruneOptions) -> Path | None:
+    if options.model == MINILM_NAME:
+        from lrp_prune.io.assets import fetch_minilm
+
+        return fetch_minilm()
+    path = Path(options.model)
+    return path if path.is_dir() else None
+
+
+def load_classifier(options: PruneOptions, is_training: bool) -> tuple[BertClassifier, Path | None]:
+    """Build the classifier the options describe and load its weights; returns ``(classifier, model_dir)``."""
+    model_dir = _model_dir(options)
+    if model_dir is not None:
+        base = BertConfig.from_hf_config(model_dir)
+    else:
+        path = Path(options.model)
+        expect(path.suffix == ".json" and path.is_file(), "model",
+               f"a HuggingFace BERT directory, {MINILM_NAME!r}, or a BertConfig .json file", options.model)
+        expect(options.load_checkpoint_path is not None, "load_checkpoint_path",
+               "a checkpoint to pair with the BertConfig JSON given as model", None)
+        base = BertConfig.from_json_file(path)
+    expect(options.max_seq_length <= base.max_position_embeddings, "max_seq_length",
+           f"at most the model's max_position_embeddings ({base.max_position_embeddings})", options.max_seq_length)
+    cfg = dataclasses.replace(base, seq_length=options.max_seq_length)
+    clf = BertClassifier(cfg, is_training and options.dropout, num_labels=len(NLI_LABELS),
+                         pooling=options.resolved_pooling)
+    if model_dir is not None:
+        from lrp_prune.io.hf import read_hf_state
+
+        load_param_dict(clf.bert, read_hf_state(model_dir), strict=True, source=f"model {str(model_dir)!r}")
+    if options.load_checkpoint_path is not None:
+        report = load_checkpoint(options.load_checkpoint_path, clf, strict=False)
+        backbone_missing = [n for n in report.missing if not n.startswith("dense_1.")]
+        if backbone_missing:
+            raise LRPPruneError(f"checkpoint {options.load_checkpoint_path!r}: expected every backbone parameter "
+                                f"of the model, got {len(backbone_missing)} missing: {backbone_missing[:6]}")
+        if not report.loaded:
+            raise LRPPruneError(f"checkpoint {options.load_checkpoint_path!r}: expected ModelZoo BERT names, "
+                                "got none that match the model")
+    return clf, model_dir
+
+
+def load_model(options: PruneOptions) -> Loaded:
+    """Phase 1: the classifier (training mode) and its tokenizer."""
+    clf, model_dir = load_classifier(options, is_training=True)
+    if options.vocab_file is not None:
+        tokenizer = PairTokenizer(options.vocab_file, max_seq_length=options.max_seq_length)
+    else:
+        expect(model_dir is not None, "vocab_file", "a vocab.txt (required when model is a BertConfig JSON)", None)
+        tokenizer = PairTokenizer.from_model_dir(model_dir, max_seq_length=options.max_seq_length)
+    return Loaded(clf, model_dir, tokenizer)
+
+
+def load_data(options: PruneOptions, loaded: Loaded, runtime: Runtime = Runtime()) -> TaskData:
+    """Phase 2: read, subset, shard and tokenize the training and evaluation splits."""
+    data_dir = options.data_dir
+    if data_dir is None:
+        expect(options.task == "snli", "data_dir", "a GLUE MNLI directory (train.tsv, dev_matched.tsv)", None)
+        from lrp_prune.io.assets import fetch_snli
+
+        data_dir = str(fetch_snli())
+    expect(Path(data_dir).is_dir(), "data_dir", "an existing directory", data_dir)
+    splits = load_task(options.task, data_dir)
+    expect(options.eval_split_name in splits, "eval_split", f"one of {sorted(splits)}", options.eval_split_name)
+    train, evaluation = splits["train"], splits[options.eval_split_name]
+    if options.train_limit is not None and options.train_limit < len(train):
+        rng = np.random.default_rng(options.seed)
+        train = train.subset(np.sort(rng.permutation(len(train))[: options.train_limit]))
+    if options.eval_limit is not None and options.eval_limit < len(evaluation):
+        keep = np.sort(np.random.default_rng(0).permutation(len(evaluation))[: options.eval_limit])
+        evaluation = evaluation.subset(keep)
+    if runtime.group > 1:
+        train = shard(train, runtime.group, runtime.rank)
+    vocab_size = loaded.config.vocab_size
+    data = TaskData(encode_examples(loaded.tokenizer, train, options.max_seq_length, vocab_size),
+                    encode_examples(loaded.tokenizer, evaluation, options.max_seq_length, vocab_size),
+                    options.eval_split_name)
+    logger.info("data: %d training pairs (rank %d/%d), %d %s pairs", data.train_pairs, runtime.rank, runtime.group,
+                data.eval_pairs, data.eval_split)
+    return data
+
+
+# ------------------------------------------------------------------------------------ training
+class Trainer:
+    """Runs steps of a with-loss classifier with an optimizer, loss scaling, checkpoints and a progress bar."""
+
+    def __init__(self, options: PruneOptions, net: BertClassifierWithLoss, optimizer: nn.Optimizer,
+                 arrays: dict[str, np.ndarray], runtime: Runtime, tag: str) -> None:
+        self.options = options
+        self.net = net
+        self.step_cell = TrainStep(net, optimizer, clip_norm=1.0, reducer=runtime.reducer(optimizer.parameters))
+        self.scale = DynamicLossScale(options.loss_scale, 2.0, options.loss_scale_window,
+                                      enabled=options.enable_lossscale)
+        self.arrays = arrays
+        self.runtime = runtime
+        self.tag = tag
+        self.losses: list[float] = []
+        self.epoch = 0
+
+    def _batches(self):
+        while True:
+            yield from batches(self.arrays, self.options.batch_size, shuffle=self.options.do_shuffle,
+                               seed=self.options.seed + self.epoch, drop_remainder=True,
+                               buckets=self.options.buckets)
+            self.epoch += 1
+
+    def run(self, steps: int, on_step: Callable[[int, float], None] | None = None) -> list[float]:
+        """Train ``steps`` steps; ``on_step(step, loss)`` after each. Returns the losses."""
+        from tqdm.auto import tqdm
+
+        self.net.set_train(True)
+        self.step_cell.set_train(True)
+        bar = tqdm(total=steps, desc=self.tag, disable=not self.options.progress or not self.runtime.is_main,
+                   unit="step", dynamic_ncols=True)
+        stream = self._batches()
+        for step in range(1, steps + 1):
+            batch = next(stream)
+            inputs = [ms.Tensor(batch[k]) for k in ("input_ids", "token_type_ids", "input_mask", "label_ids")]
+            loss, finite = self.step_cell(*inputs, self.scale.tensor())
+            self.scale.update(bool(finite.asnumpy()))
+            value = float(loss.asnumpy())
+            self.losses.append(value)
+            bar.update(1)
+            if step % 10 == 0 or step == steps:
+                bar.set_postfix(loss=f"{np.mean(self.losses[-10:]):.3f}", scale=f"{self.scale.scale:g}")
+            if step % 50 == 0 or step == steps:
+                logger.info("%s step %d/%d: loss %.4f (mean of last 50)", self.tag, step, steps,
+                            float(np.mean(self.losses[-50:])))
+            if on_step is not None:
+                on_step(step, value)
+            self._maybe_checkpoint(step)
+        bar.close()
+        return self.losses
+
+    def _maybe_checkpoint(self, step: int) -> None:
+        opts = self.options
+        if not opts.enable_save_ckpt or not self.runtime.is_main or step % opts.save_checkpoint_steps:
+            return
+        directory = Path(opts.save_checkpoint_path or "./ckpt")
+        directory.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.net.bert, directory / f"lrp_{self.tag}-{step}.ckpt")
+        kept = sorted(glob.glob(str(directory / f"lrp_{self.tag}-*.ckpt")),
+                      key=lambda p: int(Path(p).stem.rsplit("-", 1)[1]))
+        for old in kept[: -opts.save_checkpoint_num]:
+            os.unlink(old)
+
+
+def finetune(options: PruneOptions, loaded: Loaded, data: TaskData, runtime: Runtime = Runtime()) -> Finetuning:
+    """Phase 3: plain fine-tuning to a converged start (or load it from ``finetuned_checkpoint``)."""
+    clf = loaded.classifier
+    if options.finetuned_checkpoint is not None and Path(options.finetuned_checkpoint).is_file():
+        load_checkpoint(options.finetuned_checkpoint, clf, strict=True)
+        logger.info("loaded the fine-tuned starting point %s (fine-tuning skipped)", options.finetuned_checkpoint)
+        return Finetuning(loaded_from=str(options.finetuned_checkpoint))
+    if not options.finetune_steps:
+        return Finetuning()
+    t0 = time.perf_counter()
+    net = BertClassifierWithLoss(clf)
+    schedule = linear_schedule(options.finetune_lr, options.finetune_steps, options.warmup_fraction)
+    opt = adamw(parameter_groups(net, weight_decay=options.weight_decay), schedule)
+    trainer = Trainer(options, net, opt, data.train, runtime, "finetune")
+    trainer.run(options.finetune_steps)
+    result = Finetuning(steps=options.finetune_steps, loss_last=float(np.mean(trainer.losses[-20:])),
+                        seconds=time.perf_counter() - t0)
+    if options.finetuned_checkpoint is not None and runtime.is_main:
+        save_checkpoint(clf, options.finetuned_checkpoint)
+    return result
+
+
+def gated_steps(options: PruneOptions, arrays: dict[str, np.ndarray]) -> int:
+    """Steps of the gated phase: ``train_steps``, else ``epoch_size`` epochs of the training arrays."""
+    if options.train_steps is not None:
+        return options.train_steps
+    per_epoch = num_batches(arrays, options.batch_size, drop_remainder=True, buckets=options.buckets)
+    return per_epoch * options.epoch_size
+
+
+def gate(options: PruneOptions, classifier: BertClassifier, data: TaskData) -> Gating:
+    """Phase 4: ``apply()`` a pruner configured from the options to the classifier."""
+    steps = gated_steps(options, data.train)
+    warmup = options.budget_warmup_steps if options.budget_warmup_steps is not None else steps // 3
+    pruner = LRPHeadPruner(PrunerConfig(
+        gate=options.gate_settings(), log_a_init=options.log_a_init, target_heads=options.target_heads, budget_warmup_steps=warmup,
+        budget_lr=options.budget_lr, seed=options.seed))
+    return Gating(pruner, pruner.apply(classifier), steps)
+
+
+def train_gated(options: PruneOptions, gating: Gating, data: TaskData, runtime: Runtime = Runtime()) -> GatedTraining:
+    """Phase 5: train ``L = CE + total_reg`` with ``log_a`` in its own parameter group, recording the gates.
+
+    In target mode the controller steps after every optimizer step, and the last
+    ``budget_settle_fraction`` of the run trains with exactly ``target_heads`` heads.
+    """
+    pruner, gated, steps = gating.pruner, gating.gated, gating.steps
+    target = gating.target
+    gates = ModelGates(gated)
+    net = BertClassifierWithLoss(gated)
+    schedule = linear_schedule(options.learning_rate, steps, options.warmup_fraction) \
+        if options.lr_schedule == "linear" else options.learning_rate
+    opt = adamw(parameter_groups(net, log_a_lr=options.log_a_lr, weight_decay=options.weight_decay), schedule)
+    history = GateHistory()
+    settle: dict[str, Any] = {}
+    settle_step = steps - int(round(options.budget_settle_fraction * steps)) if target is not None else -1
+
+    def record(step: int, loss: float) -> None:
+        state = pruner.update_budget(gated)  # the controller's ascent step (target mode)
+        if step == settle_step and 0 < step < steps:  # keep exactly T heads; the rest of the run adapts to them
+            projection = pruner.project_to_target(gated)
+            settle.update(step=step, open_before=projection["open_before"], closed=projection["closed"])
+            logger.info("step %d: projected to the %d heads with the highest P(open) (%d were open); "
+                        "training on with them", step, target, projection["open_before"])
+        if step % options.gate_log_every == 0 or step == 1 or step == steps:
+            history.record(step, gates, loss, state)
+            if target is not None and (step % 50 == 0 or step == steps):
+                logger.info("budget step %d: expected open %.2f, target now %.2f, lambda_1 %.4f, lambda_2 %.5f",
+                            step, state["expected_open"], state["target_now"], state["lambda_1"], state["lambda_2"])
+
+    t0 = time.perf_counter()
+    trainer = Trainer(options, net, opt, data.train, runtime, "gated")
+    trainer.run(steps, on_step=record)
+    log_a = gates.log_a(HEADS)
+    logger.info("rank %d final log_a checksum %.8f", runtime.rank, float(np.nansum(log_a)))
+    return GatedTraining(steps=steps, seconds=time.perf_counter() - t0, skipped_steps=trainer.scale.skipped,
+                         final_loss_scale=trainer.scale.scale, history=history, final_log_a=_grid_json(log_a),
+                         settle_projection=settle or None)
+
+
+# ------------------------------------------------------------------------------------ evaluate, convert, measure
+def evaluate(options: PruneOptions, model: nn.Cell, arrays: dict[str, np.ndarray], desc: str) -> Evaluation:
+    """Accuracy and predictions of ``model`` (eval mode) on ``arrays``, in length buckets."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    total = num_batches(arrays, options.eval_batch_size, drop_remainder=False, buckets=options.buckets)
+    with tqdm(total=total, desc=desc, disable=not options.progress, unit="batch", dynamic_ncols=True) as bar:
+        accuracy, preds = evaluate_accuracy(
+            model, batches(arrays, options.eval_batch_size, shuffle=False, drop_remainder=False,
+                           buckets=options.buckets, pad_last=True), progress=bar.update)
+    logger.info("%s accuracy: %.4f on %d pairs", desc, accuracy, len(preds))
+    return Evaluation(accuracy, preds, time.perf_counter() - t0)
+
+
+def convert(options: PruneOptions, gating: Gating) -> Conversion:
+    """Phase 7: ``convert()`` (in target mode it keeps exactly the target), saving to ``pruned_dir``."""
+    gating.pruner.project_to_target(gating.gated)  # so the gate values read here are the ones folded
+    values = ModelGates(gating.gated).values(HEADS)
+    pruned = gating.pruner.convert(gating.gated, options.pruned_dir)
+    return Conversion(pruned, pruned.prune_summary, values)
+
+
+def measure_latency(options: PruneOptions, config: BertConfig, head: dict[str, Any], original_params: dict,
+                    pruned: nn.Cell) -> Latency:
+    """Phase 8: median forward time of the pruned vs the unpruned classifier, interleaved in one run."""
+    original = BertClassifier(config, False, **head)
+    load_param_dict(original, {k: v for k, v in original_params.items() if not k.endswith("log_a")})
+    b, s = options.latency_batch_size, options.max_seq_length
+    times = compare_latency(original, pruned, b, s, options.latency_repeats)
+    del original
+    return Latency(b, s, times["unpruned_s"], times["pruned_s"])
+
+
+# ------------------------------------------------------------------------------------ the flow
+def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunReport:
+    """Run the whole flow and return its :class:`RunReport` (``.pruned_model`` holds the pruned model).
+
+    MindSpore must be in GRAPH_MODE on ``options.device_target`` (see
+    :func:`lrp_prune.app.cli.configure_mindspore`, which also seeds it).
+
+    Raises:
+        LRPPruneError: bad options or inputs, or MindSpore not set up for the run.
+    """
+    started = time.perf_counter()
+    runtime = runtime or current_runtime(options)
+    if options.enable_data_sink:
+        logger.warning("enable_data_sink: this flow feeds batches of several bucket shapes step by step; "
+                       "data sinking is not used on %s (on CPU MindSpore turns it off anyway)", options.device_target)
+    loaded = load_model(options)
+    cfg = loaded.config
+    data = load_data(options, loaded, runtime)
+    timings: dict[str, float] = {}
+    finetuning = finetune(options, loaded, data, runtime)
+    if finetuning.seconds is not None:
+        timings["finetune_s"] = finetuning.seconds
+    before = evaluate(options, loaded.classifier, data.evaluation, "eval unpruned")
+    timings["eval_unpruned_s"] = before.seconds
+    original_params = param_dict(loaded.classifier)
+
+    gating = gate(options, loaded.classifier, data)
+    training = train_gated(options, gating, data, runtime)
+    timings["gated_train_s"] = training.seconds
+    report = RunReport(options=options, train_pairs=data.train_pairs, eval_pairs=data.eval_pairs,
+                       eval_split=data.eval_split, total_heads=cfg.num_hidden_layers * cfg.num_attention_heads,
+                       target_heads=gating.target, finetuning=finetuning, training=training, rank=runtime.rank,
+                       timings=timings)
+    if not runtime.is_main:  # other ranks only train; rank 0 evaluates, converts and writes
+        report.wall_time_s = time.perf_counter() - started
+        return report
+
+    projection = None
+    if gating.target is not None:  # evaluate the gated model with the heads convert() will keep
+        found = gating.pruner.project_to_target(gating.gated)
+        projection = {"open_before": found["open_before"], "closed": found["closed"]}
+    gated_eval = evaluate(options, gating.gated, data.evaluation, "eval gated")
+    timings["eval_gated_s"] = gated_eval.seconds
+    conversion = convert(options, gating)
+    pruned_eval = evaluate(options, conversion.pruned, data.evaluation, "eval pruned")
+    timings["eval_pruned_s"] = pruned_eval.seconds
+    head = {"num_labels": loaded.classifier.num_labels, "pooling": loaded.classifier.pooling}
+    latency = measure_latency(options, cfg, head, original_params, conversion.pruned)
+    report.accuracy_before, report.accuracy_gated = before.accuracy, gated_eval.accuracy
+    report.accuracy_pruned = pruned_eval.accuracy
+    report.pruned_equals_gated = bool(np.array_equal(gated_eval.predictions, pruned_eval.predictions))
+    report.summary = conversion.summary
+    report.gate_values = np.round(conversion.gate_values, 6).tolist()
+    report.projection = projection
+    report.latency = latency
+    report.pruned_model = conversion.pruned
+    report.wall_time_s = time.perf_counter() - started
+    return report

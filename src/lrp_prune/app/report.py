@@ -1,0 +1,225 @@
+"""The one renderer of a run: pictures, report.md, report.json and the summary printed at the end.
+
+Everything here reads plain numbers (lists, numpy arrays, the dict of
+:meth:`lrp_prune.app.pipeline.RunReport.to_dict`) and writes files atomically. Plots use
+matplotlib's object-oriented ``Figure`` API: nothing here touches pyplot's global state
+or the backend of the calling process (a notebook keeps its figures).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from lrp_prune.io.checkpoint import atomic_write_bytes, atomic_write_text
+
+__all__ = ["plot_gate_heatmap", "plot_gate_history", "animate_gate_history", "write_report", "gate_table",
+           "render_markdown", "format_summary"]
+
+logger = logging.getLogger(__name__)
+
+
+def _figure(**kwargs: Any):
+    """A detached matplotlib Figure (no pyplot, no global backend)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _png_bytes(fig, **kwargs: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **kwargs)
+    return buffer.getvalue()
+
+
+def _save(fig, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png")
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def plot_gate_heatmap(values: np.ndarray, path: str | Path, title: str = "deterministic gates",
+                      label: str = "gate") -> Path:
+    """Heatmap of ``[layers, heads]`` values in [0, 1] (NaN cells are heads the model lacks).
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> p = plot_gate_heatmap(np.array([[1.0, 0.0], [0.5, np.nan]]), os.path.join(tempfile.mkdtemp(), "g.png"))
+        >>> p.read_bytes()[:4] == b"\\x89PNG"
+        True
+    """
+    values = np.asarray(values, dtype=float)
+    layers, heads = values.shape
+    fig = _figure(figsize=(max(4.0, 0.5 * heads + 1.5), max(2.5, 0.45 * layers + 1.2)), dpi=100)
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(heads))
+    ax.set_yticks(range(layers))
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title)
+    for i in range(layers):
+        for j in range(heads):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}".rstrip("0").rstrip(".") if values[i, j] not in (0, 1)
+                        else str(int(values[i, j])), ha="center", va="center", fontsize=7,
+                        color="white" if values[i, j] < 0.5 else "black")
+    fig.colorbar(image, ax=ax, label=label)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def plot_gate_history(steps: Sequence[int], p_closed: Sequence, path: str | Path,
+                      expected_open: Sequence[float] | None = None, target: float | None = None) -> Path:
+    """P(gate = 0) of every head over training steps, one panel per layer, plus the expected open count."""
+    p = np.asarray(p_closed, dtype=float)  # (T, L, H)
+    layers = p.shape[1]
+    cols = min(3, layers)
+    rows = int(np.ceil(layers / cols)) + (1 if expected_open is not None else 0)
+    fig = _figure(figsize=(4.2 * cols, 2.6 * rows), dpi=100)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i in range(layers):
+        ax = axes[i // cols][i % cols]
+        for h in range(p.shape[2]):
+            if np.isfinite(p[:, i, h]).any():
+                ax.plot(steps, p[:, i, h], lw=1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"layer {i}", fontsize=9)
+        ax.set_ylabel("P(gate = 0)", fontsize=8)
+    for k in range(layers, (rows - (1 if expected_open is not None else 0)) * cols):
+        axes[k // cols][k % cols].axis("off")
+    if expected_open is not None:
+        for k in range(cols):
+            axes[-1][k].axis("off")
+        ax = fig.add_subplot(rows, 1, rows)
+        ax.plot(steps, expected_open, color="black", lw=1.5, label="expected open heads (L_C)")
+        if target is not None:
+            ax.axhline(target, color="red", ls="--", lw=1, label=f"target {target:g}")
+        ax.set_xlabel("gated training step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def animate_gate_history(steps: Sequence[int], p_closed: Sequence, path: str | Path, max_frames: int = 40) -> Path:
+    """An animated GIF of the P(gate = 0) heatmap over training (the original docs' animation)."""
+    from PIL import Image
+
+    p = np.asarray(p_closed, dtype=float)
+    picks = np.unique(np.linspace(0, len(steps) - 1, min(max_frames, len(steps))).astype(int))
+    frames = []
+    for t in picks:
+        fig = _figure(figsize=(0.4 * p.shape[2] + 1.5, 0.4 * p.shape[1] + 1.0), dpi=80)
+        ax = fig.subplots()
+        ax.imshow(np.ma.masked_invalid(p[t]), vmin=0, vmax=1, cmap="magma_r", aspect="auto")
+        ax.set_title(f"P(gate = 0), step {steps[t]}", fontsize=9)
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        fig.tight_layout()
+        frames.append(Image.open(io.BytesIO(_png_bytes(fig))).convert("P", palette=Image.ADAPTIVE))
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=250, loop=0)
+    atomic_write_bytes(Path(path), out.getvalue())
+    return Path(path)
+
+
+def gate_table(values: np.ndarray) -> str:
+    """A text table of ``[layers, heads]`` gates ('.' for a head the model lacks)."""
+    values = np.asarray(values, dtype=float)
+    header = "layer | " + " ".join(f"{h:>4}" for h in range(values.shape[1])) + " | kept"
+    lines = [header, "-" * len(header)]
+    for i, row in enumerate(values):
+        cells = " ".join("   ." if not np.isfinite(v) else f"{v:4.2f}" for v in row)
+        lines.append(f"{i:>5} | {cells} | {int(np.sum(np.nan_to_num(row) > 0)):>4}")
+    return "\n".join(lines)
+
+
+def write_report(report: Any, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and the pictures of a run into ``out_dir``.
+
+    Args:
+        report: a :class:`~lrp_prune.app.pipeline.RunReport` (or its ``to_dict()``).
+        out_dir: the directory (created if needed).
+
+    Returns:
+        ``{"json", "md", "gates_png", "history_png", "history_gif"}`` -> paths written.
+    """
+    from lrp_prune.io.checkpoint import check_writable_dir
+
+    data = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+    out = check_writable_dir(out_dir, "report directory")
+    files: dict[str, Path] = {}
+    if data.get("gate_values") is not None:
+        gates = np.asarray(data["gate_values"], dtype=float)
+        files["gates_png"] = plot_gate_heatmap(gates, out / "gates.png",
+                                               title="final deterministic gates (0 = pruned)")
+    history = data.get("gate_history") or {}
+    if history.get("steps"):
+        p_closed = np.array([[[np.nan if v is None else v for v in row] for row in step]
+                             for step in history["p_closed"]], dtype=float)
+        files["history_png"] = plot_gate_history(history["steps"], p_closed, out / "p_gate_closed.png",
+                                                 history.get("expected_open"), data.get("target_heads"))
+        files["history_gif"] = animate_gate_history(history["steps"], p_closed, out / "p_gate_closed.gif")
+    data["files"] = {k: p.name for k, p in files.items()}
+    atomic_write_text(out / "report.json", json.dumps(data, indent=2))
+    files["json"] = out / "report.json"
+    atomic_write_text(out / "report.md", render_markdown(data))
+    files["md"] = out / "report.md"
+    return files
+
+
+def format_summary(r: dict[str, Any]) -> str:
+    """The short table printed at the end of a run (from ``RunReport.to_dict()``)."""
+    target = r.get("target_heads")
+    lines = ["", "heads kept per layer: " + " ".join(str(n) for n in r["heads_kept_per_layer"]),
+             f"heads kept: {r['heads_kept']} of {r['total_heads']}" + ("" if target is None else f" (target {target})")]
+    split = r.get("eval_split", "eval")
+    lines.append(f"{'model':<10} {'accuracy (' + split + ')':>22}")
+    for name, key in (("unpruned", "accuracy_before"), ("gated", "accuracy_gated"), ("pruned", "accuracy_pruned")):
+        lines.append(f"{name:<10} {100 * r[key]:>21.2f}%")
+    lines.append(f"pruned predictions equal gated: {r['pruned_equals_gated']}")
+    lines.append(f"parameters: {r['params_before']:,} -> {r['params_after']:,}")
+    lat = r["latency"]
+    lines.append(f"latency pruned/unpruned (batch {lat['batch_size']}, seq {lat['seq_length']}): "
+                 f"{lat['ratio_pruned_over_unpruned']:.3f}")
+    if r.get("save_dir_path"):
+        lines.append(f"pruned model: {r['save_dir_path']}")
+    return "\n".join(lines)
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    """report.md of a run (from ``RunReport.to_dict()``)."""
+    lat = r["latency"]
+    options = r["options"]
+    lines = [
+        "# lrp_prune report", "",
+        f"Task {options['task']}, model `{options['model']}`"
+        + (f", recipe `{options['recipe']}`" if options.get("recipe") else "")
+        + f", evaluated on {r['eval_pairs']} {r['eval_split']} pairs; {r['gated_steps']} gated steps"
+        + (f" after {options['finetune_steps']} fine-tuning steps" if options.get("finetune_steps") else "")
+        + ".", "",
+        "| model | accuracy | heads | parameters |", "|---|---:|---:|---:|",
+        f"| unpruned | {100 * r['accuracy_before']:.2f}% | {r['total_heads']} | {r['params_before']:,} |",
+        f"| gated (eval gates) | {100 * r['accuracy_gated']:.2f}% | {r['total_heads']} | {r['params_before']:,} |",
+        f"| pruned | {100 * r['accuracy_pruned']:.2f}% | {r['heads_kept']} | {r['params_after']:,} |", "",
+        f"- heads kept per layer: {r['heads_kept_per_layer']}",
+        f"- pruned predictions identical to the gated model's: {r['pruned_equals_gated']}",
+        f"- attention FLOPs per sequence: {r['attention_flops_before']:,} -> {r['attention_flops_after']:,}",
+        f"- latency pruned / unpruned at batch {lat['batch_size']}, seq {lat['seq_length']} (median of "
+        f"{len(lat['pruned_s'])}, same run): **{lat['ratio_pruned_over_unpruned']:.3f}**",
+        f"- wall time: {r['wall_time_s']:.0f} s",
+    ]
+    if r.get("target_heads") is not None:
+        lines.append(f"- target heads: {r['target_heads']}")
+    files = r.get("files", {})
+    if "gates_png" in files:
+        lines += ["", f"![final gates]({files['gates_png']})"]
+    if "history_png" in files:
+        lines += ["", f"![P(gate = 0) over training]({files['history_png']})"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,99 @@
+"""Tools over saved models: ``inspect`` (gates or kept heads per layer) and ``bench`` (latency).
+
+These read what :mod:`lrp_prune.io.saved` writes and serve the ``lrp-prune inspect`` and
+``lrp-prune bench`` commands; they live here, above I/O, because they build models and
+time them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mindspore import nn
+
+from lrp_prune.errors import LRPPruneError, expect
+from lrp_prune.io.checkpoint import load_checkpoint, read_checkpoint
+from lrp_prune.io.saved import FILES, load_pruned, read_json, read_pruned_info
+from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss, BertModel, the_bert
+from lrp_prune.network.config import BertConfig
+from lrp_prune.network.gates import HEADS, grid_from_checkpoint
+from lrp_prune.network.hard_concrete import eval_gate_values
+from lrp_prune.training.timing import compare_latency
+
+__all__ = ["inspect_saved", "bench_saved"]
+
+
+def inspect_saved(path: str | Path) -> tuple[np.ndarray, str]:
+    """Gates ``[layers, heads]`` of a gated checkpoint, or the kept-head map of a pruned directory.
+
+    Returns:
+        ``(values, description)``: for a pruned directory 1 for kept heads and 0 for
+        removed ones (or the gates read at convert time, from ``summary.json``, with
+        removed heads at 0); for a ``.ckpt`` with head gates, the deterministic gates
+        (NaN where a layer has no such head).
+
+    Raises:
+        LRPPruneError: a path that is neither, or a checkpoint with no head gates.
+    """
+    path = Path(path)
+    if path.is_dir():
+        info = read_pruned_info(path)
+        cfg = BertConfig.from_dict(info["bert_config"])
+        values = np.zeros((cfg.num_hidden_layers, cfg.num_attention_heads))
+        for i in range(cfg.num_hidden_layers):
+            values[i, list(cfg.heads_of(i))] = 1.0
+        summary_path = path / FILES["summary"]
+        if summary_path.is_file():
+            gates = read_json(summary_path).get("gate_values")
+            if gates is not None:
+                values = np.asarray(gates, dtype=float) * (values > 0)
+        return values, f"pruned model {path}: {cfg.total_heads} heads kept ({info.get('kind')})"
+    params = read_checkpoint(path)
+    cfg, layer_units = None, None
+    config_path = path.parent / FILES["config"]
+    if config_path.is_file():  # a gated_model.ckpt inside a pruned directory: its config gives the layout
+        info = read_pruned_info(path.parent)
+        cfg = BertConfig.from_dict(info["bert_config"])
+        gated_heads = info.get("gated_layer_heads")
+        layer_units = [list(h) for h in gated_heads] if gated_heads is not None else None
+    log_a, layers = grid_from_checkpoint(params, cfg, HEADS, layer_units)
+    if not layers:
+        raise LRPPruneError(f"inspect: expected a pruned directory or a checkpoint with gate log_a parameters, "
+                            f"got {str(path)!r} with none")
+    values = np.where(np.isfinite(log_a), eval_gate_values(np.nan_to_num(log_a)), np.nan)
+    return values, f"gated checkpoint {path}: {layers} gated layers"
+
+
+def bench_saved(save_dir_path: str | Path, *, batch_size: int = 32, seq_length: int = 64,
+                repeats: int = 10) -> dict[str, Any]:
+    """Latency of a saved pruned model against its unpruned original, interleaved in one run.
+
+    The original's weights come from ``gated_model.ckpt`` when present (the values do
+    not change the timing, so random weights stand in otherwise).
+    """
+    save_dir = Path(save_dir_path)
+    pruned = load_pruned(save_dir)
+    bert = the_bert(pruned, "bench")
+    expect(seq_length <= bert.config.max_position_embeddings, "seq_length",
+           f"at most max_position_embeddings ({bert.config.max_position_embeddings})", seq_length)
+    info = read_pruned_info(save_dir)
+    full = bert.config.with_layer_heads(None)
+    if isinstance(pruned, BertModel):
+        original: nn.Cell = BertModel(full, False)
+    else:
+        head = info.get("classifier") or {"num_labels": 2, "pooling": "pooler"}
+        original = BertClassifier(full, False, num_labels=int(head["num_labels"]), pooling=head.get("pooling", "pooler"))
+        if isinstance(pruned, BertClassifierWithLoss):
+            pruned = pruned.bert
+    gated_ckpt = save_dir / FILES["gated"]
+    if gated_ckpt.is_file():
+        load_checkpoint(gated_ckpt, original, strict=False)
+    times = compare_latency(original, pruned, batch_size, seq_length, repeats)
+    unpruned_t, pruned_t = times["unpruned_s"], times["pruned_s"]
+    return {"batch_size": batch_size, "seq_length": seq_length, "unpruned_s": unpruned_t, "pruned_s": pruned_t,
+            "unpruned_median_s": float(np.median(unpruned_t)), "pruned_median_s": float(np.median(pruned_t)),
+            "ratio": float(np.median(pruned_t) / np.median(unpruned_t)),
+            "heads_kept": bert.config.total_heads,
+            "heads_total": full.num_hidden_layers * full.num_attention_heads}

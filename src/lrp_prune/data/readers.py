@@ -1,0 +1,209 @@
+"""Reading NLI data: SNLI jsonl and GLUE MNLI tsv files, and a task's splits from a directory.
+
+Rows without a gold label are dropped and counted (logged at INFO).
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lrp_prune.data.examples import LABEL_TO_ID, NLI_LABELS, NLIExamples
+from lrp_prune.errors import LRPPruneError, check_int, expect
+
+__all__ = ["TASKS", "load_task", "read_glue_mnli_tsv", "read_snli_jsonl"]
+
+logger = logging.getLogger(__name__)
+
+TASKS: tuple[str, ...] = ("mnli", "snli")
+"""Task names known to :func:`load_task`."""
+
+SNLI_TRAIN_FILES = ("snli_1.0_train_subset.jsonl", "snli_1.0_train.jsonl")
+SNLI_DEV_FILE = "snli_1.0_dev.jsonl"
+SNLI_TEST_FILE = "snli_1.0_test.jsonl"
+
+
+
+def _examples_or_raise(
+    path: Path, rows: list[tuple[str, str, int, str]], dropped: collections.Counter[str]
+) -> NLIExamples:
+    """Log what was kept and dropped; refuse an empty result."""
+    if dropped:
+        logger.info("%s: kept %d examples, dropped %d: %s", path, len(rows),
+                    sum(dropped.values()), dict(dropped))
+    else:
+        logger.info("%s: kept %d examples", path, len(rows))
+    if not rows:
+        raise LRPPruneError(
+            f"{path}: expected at least one example labelled {list(NLI_LABELS)}, got none "
+            f"(dropped {dict(dropped)})"
+        )
+    premises, hypotheses, labels, groups = zip(*rows)
+    return NLIExamples(premises, hypotheses, np.array(labels, dtype=np.int32), groups)
+
+
+def _label_id(raw: str, dropped: collections.Counter[str]) -> int | None:
+    """The id of a gold label, or None (counted in ``dropped``) if it has none."""
+    label = raw.strip()
+    if label in LABEL_TO_ID:
+        return LABEL_TO_ID[label]
+    dropped["no gold label ('-')" if label == "-" else f"unknown label {label!r}"] += 1
+    return None
+
+
+def _existing_file(path: str | os.PathLike[str], what: str) -> Path:
+    path = Path(path)
+    expect(path.is_file(), what, "an existing file", str(path))
+    return path
+
+
+def read_snli_jsonl(path: str | os.PathLike[str], limit: int | None = None) -> NLIExamples:
+    """Read an SNLI 1.0 jsonl file (keys ``gold_label``, ``sentence1``, ``sentence2``, ``captionID``).
+
+    Pairs whose ``gold_label`` is ``"-"`` (no annotator majority) or not in
+    :data:`NLI_LABELS` are dropped; the counts are logged at INFO. The group is the
+    ``captionID`` (the premise's image caption), or the premise text if absent.
+
+    Args:
+        path: the jsonl file.
+        limit: stop after this many kept examples (None: all).
+
+    Returns:
+        The labelled examples, in file order.
+
+    Raises:
+        LRPPruneError: missing file, invalid JSON or missing keys (naming the line),
+            bad ``limit``, or no labelled example.
+    """
+    path = _existing_file(path, "SNLI file")
+    check_int(limit, "limit", minimum=1, optional=True, expected="None or an int >= 1")
+    required = ("gold_label", "sentence1", "sentence2")
+    rows: list[tuple[str, str, int, str]] = []
+    dropped: collections.Counter[str] = collections.Counter()
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if limit is not None and len(rows) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise LRPPruneError(
+                    f"{path}:{line_no}: expected a JSON object, got invalid JSON ({err})"
+                ) from None
+            expect(isinstance(record, dict), f"{path}:{line_no}", "a JSON object", record)
+            missing = [k for k in required if k not in record]
+            if missing:
+                raise LRPPruneError(
+                    f"{path}:{line_no}: expected keys {list(required)}, missing {missing} "
+                    f"(found {sorted(record)})"
+                )
+            label = _label_id(str(record["gold_label"]), dropped)
+            if label is None:
+                continue
+            premise, hypothesis = str(record["sentence1"]), str(record["sentence2"])
+            rows.append((premise, hypothesis, label, str(record.get("captionID", premise))))
+    return _examples_or_raise(path, rows, dropped)
+
+
+def read_glue_mnli_tsv(path: str | os.PathLike[str]) -> NLIExamples:
+    """Read a GLUE MNLI tsv file (``train.tsv``, ``dev_matched.tsv``, ``dev_mismatched.tsv``).
+
+    Columns are found by header name: ``sentence1``, ``sentence2``, ``gold_label``;
+    the group is ``promptID`` (else ``pairID``, else the premise text). Quoting is
+    off (``csv.QUOTE_NONE``): GLUE's files contain unbalanced quotes. Rows with an
+    unknown label or too few fields are dropped and counted.
+
+    Args:
+        path: the tsv file, with a header row.
+
+    Returns:
+        The labelled examples, in file order.
+
+    Raises:
+        LRPPruneError: missing file, empty file, missing columns (naming the
+            expected and the found columns), or no labelled example.
+    """
+    path = _existing_file(path, "MNLI file")
+    required = ("sentence1", "sentence2", "gold_label")
+    rows: list[tuple[str, str, int, str]] = []
+    dropped: collections.Counter[str] = collections.Counter()
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        try:
+            header = [name.strip() for name in next(reader)]
+        except StopIteration:
+            raise LRPPruneError(f"{path}: expected a header row, got an empty file") from None
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise LRPPruneError(
+                f"columns of {path}: expected {list(required)}, missing {missing}; "
+                f"found {header}"
+            )
+        # GLUE's train.tsv has label1 then gold_label last; dev has label1..label5 then gold_label.
+        col_a, col_b, col_label = (header.index(name) for name in required)
+        col_group = next((header.index(n) for n in ("promptID", "pairID") if n in header), col_a)
+        width = max(col_a, col_b, col_label, col_group) + 1
+        try:
+            for fields in reader:
+                if not fields or fields == [""]:
+                    continue
+                if len(fields) < width:
+                    dropped["too few fields"] += 1
+                    continue
+                label = _label_id(fields[col_label], dropped)
+                if label is not None:
+                    rows.append((fields[col_a], fields[col_b], label, fields[col_group]))
+        except csv.Error as err:
+            raise LRPPruneError(
+                f"{path}:{reader.line_num}: expected tab-separated fields, got {err}"
+            ) from None
+    return _examples_or_raise(path, rows, dropped)
+
+
+def load_task(task: str, data_dir: str | os.PathLike[str]) -> dict[str, NLIExamples]:
+    """Read the splits of an NLI task from a directory.
+
+    - ``"mnli"``: GLUE layout, ``train.tsv`` -> ``"train"``, ``dev_matched.tsv`` ->
+      ``"dev_matched"``, ``dev_mismatched.tsv`` -> ``"dev_mismatched"`` (optional).
+    - ``"snli"``: ``snli_1.0_train_subset.jsonl`` (or the full ``snli_1.0_train.jsonl``)
+      -> ``"train"``, ``snli_1.0_test.jsonl`` -> ``"test"``, ``snli_1.0_dev.jsonl``
+      -> ``"dev"`` (optional). SNLI as fetched by ``lrp_prune.io.assets.fetch_snli``
+      has no dev split: carve one with :func:`grouped_split`.
+
+    Args:
+        task: ``"mnli"`` or ``"snli"`` (case-insensitive).
+        data_dir: the directory holding the files.
+
+    Returns:
+        Split name -> examples.
+
+    Raises:
+        LRPPruneError: unknown task (listing the known ones), missing directory or
+            required file (naming the path), or a file that fails to read.
+    """
+    expect(isinstance(task, str) and task.lower() in TASKS, "task", f"one of {list(TASKS)}", task)
+    data_dir = Path(data_dir)
+    expect(data_dir.is_dir(), "data_dir", "an existing directory", str(data_dir))
+    splits: dict[str, NLIExamples] = {}
+    if task.lower() == "mnli":
+        splits["train"] = read_glue_mnli_tsv(data_dir / "train.tsv")
+        splits["dev_matched"] = read_glue_mnli_tsv(data_dir / "dev_matched.tsv")
+        if (data_dir / "dev_mismatched.tsv").is_file():
+            splits["dev_mismatched"] = read_glue_mnli_tsv(data_dir / "dev_mismatched.tsv")
+        return splits
+    train = next((data_dir / f for f in SNLI_TRAIN_FILES if (data_dir / f).is_file()), None)
+    expect(train is not None, "SNLI train file",
+           f"one of {list(SNLI_TRAIN_FILES)} in {data_dir}", sorted(os.listdir(data_dir)))
+    splits["train"] = read_snli_jsonl(train)
+    if (data_dir / SNLI_DEV_FILE).is_file():
+        splits["dev"] = read_snli_jsonl(data_dir / SNLI_DEV_FILE)
+    splits["test"] = read_snli_jsonl(data_dir / SNLI_TEST_FILE)
+    return splits

@@ -1,0 +1,603 @@
+"""BERT in MindSpore, with ModelZoo parameter names and per-layer head sets.
+
+The parameter tree is that of MindSpore ModelZoo's ``bert_model.py`` so its
+checkpoints load with no key map::
+
+    bert_embedding_lookup.embedding_table
+    bert_embedding_postprocessor.{token_type_embedding,full_position_embedding}.embedding_table
+    bert_embedding_postprocessor.layernorm.{gamma,beta}
+    bert_encoder.layers.{i}.attention.attention.{query_layer,key_layer,value_layer}.{weight,bias}
+    bert_encoder.layers.{i}.attention.output.dense.{weight,bias}
+    bert_encoder.layers.{i}.attention.output.layernorm.{gamma,beta}
+    bert_encoder.layers.{i}.intermediate.{weight,bias}
+    bert_encoder.layers.{i}.output.dense.{weight,bias}
+    bert_encoder.layers.{i}.output.layernorm.{gamma,beta}
+    dense.{weight,bias}                      # pooler (tanh)
+
+Each layer may keep a different subset of heads (``BertConfig.layer_heads``);
+a layer with no heads skips attention and its block computes
+``LayerNorm(x + b_O)``. Gates (:mod:`lrp_prune.network.hard_concrete`) are installed
+by the pruner through :class:`~lrp_prune.network.gates.ModelGates`, not here: a layer
+only knows how to run with or without one.
+
+Example:
+    >>> import numpy as np, mindspore as ms
+    >>> from lrp_prune import BertConfig, BertModel
+    >>> cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+    ...                  num_attention_heads=4, intermediate_size=37, seq_length=8)
+    >>> model = BertModel(cfg, is_training=False)
+    >>> ids = ms.Tensor(np.ones((2, 8), np.int32))
+    >>> seq, pooled, table = model(ids, ms.ops.zeros_like(ids), ms.ops.ones_like(ids))
+    >>> seq.shape, pooled.shape, table.shape
+    ((2, 8, 32), (2, 32), (50, 32))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import TruncatedNormal, initializer
+
+from lrp_prune.errors import LRPPruneError, check_choice, check_fraction, check_int, expect
+from lrp_prune.network.compat import drop_compiled_graphs
+from lrp_prune.network.config import BertConfig
+from lrp_prune.network.slicing import LayerPlan, normalise_heads_to_prune, plan_layer, slice_columns, slice_rows
+
+__all__ = [
+    "BertModel",
+    "Dropout",
+    "check_inputs",
+    "BertClassifier",
+    "BertClassifierWithLoss",
+    "POOLINGS",
+    "find_bert",
+    "the_bert",
+    "refresh_cell",
+    "prune_heads",
+]
+
+POOLINGS = ("pooler", "cls", "mean")
+_MS_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
+_MASK_ADDER = -10000.0  # ModelZoo's additive mask value
+
+
+def _ms_dtype(name: str) -> ms.Type:
+    return _MS_DTYPES[name]
+
+
+class Activation(nn.Cell):
+    """GELU (exact erf or tanh form) or ReLU, chosen by the config's ``hidden_act``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.approximate = "tanh" if name in ("gelu_new", "gelu_tanh", "gelu_pytorch_tanh") else "none"
+
+    def construct(self, x: Tensor) -> Tensor:
+        if self.name == "relu":
+            return ops.relu(x)
+        return ops.gelu(x, approximate=self.approximate)
+
+
+def make_dense(in_features: int, out_features: int, config: BertConfig, *,
+               weight: np.ndarray | None = None, bias: np.ndarray | None = None,
+               activation: nn.Cell | None = None) -> nn.Dense:
+    """The one way this library builds a Dense layer (init, dtype, compute type).
+
+    With ``weight``/``bias`` the layer takes those values (``weight`` is ``[out, in]``).
+    """
+    dtype = _ms_dtype(config.dtype)
+    if weight is None:
+        weight_init = TruncatedNormal(config.initializer_range)
+    else:
+        expect(weight.shape == (out_features, in_features), "dense weight",
+               f"shape {(out_features, in_features)}", weight.shape)
+        weight_init = Tensor(weight, dtype)
+    bias_init = "zeros" if bias is None else Tensor(bias, dtype)
+    dense = nn.Dense(in_features, out_features, weight_init=weight_init, bias_init=bias_init,
+                     activation=activation, dtype=dtype)
+    if config.compute_type != "float32":
+        dense.to_float(_ms_dtype(config.compute_type))
+    return dense
+
+
+_PRECISION_FLAGS = ("fp16", "fp32", "bf16")
+
+
+def dense_like(old: nn.Dense, weight: np.ndarray, bias: np.ndarray | None) -> nn.Dense:
+    """A Dense with new values and everything else of ``old``: dtype, bias presence, compute type."""
+    dtype = old.weight.dtype
+    dense = nn.Dense(weight.shape[1], weight.shape[0], weight_init=Tensor(weight, dtype),
+                     bias_init=Tensor(bias, dtype) if old.has_bias else "zeros",
+                     has_bias=old.has_bias, activation=old.activation, dtype=dtype)
+    flags = {k: v for k, v in old.get_flags().items() if k in _PRECISION_FLAGS}
+    if flags:
+        dense.add_flags_recursive(**flags)
+    return dense
+
+
+class Dropout(nn.Cell):
+    """Inverted dropout with drop probability ``p``, reproducible under MindSpore's global seed.
+
+    MindSpore's CPU ``Dropout`` kernel draws from one generator shared by the threads of
+    ``ParallelLaunchAutoSearch``, so equal seeds give different masks after a few calls;
+    ``ops.rand`` (UniformReal, also used by the gates) gives the same stream every run.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = check_fraction(p, "dropout p", closed_low=True, expected="a drop probability in [0, 1)")
+        self.scale = 1.0 / (1.0 - self.p)
+
+    def construct(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = (ops.rand(x.shape, dtype=ms.float32) >= self.p).astype(x.dtype)
+        return x * keep * self.scale
+
+
+def check_inputs(config: BertConfig, input_ids, token_type_ids, input_mask) -> None:
+    """Check one batch of inputs (numpy arrays or Tensors) against ``config`` before a model call.
+
+    In GRAPH_MODE an id out of range only surfaces inside MindSpore's CPU Gather kernel
+    (a RuntimeError, and the next step of that graph fails too); this names the problem.
+
+    Raises:
+        LRPPruneError: not 2-D integer arrays of one shape; more tokens than
+            ``max_position_embeddings``; ids outside ``[0, vocab_size)`` or token types
+            outside ``[0, type_vocab_size)``; a mask with values other than 0 and 1.
+    """
+    arrays = {}
+    for name, value in (("input_ids", input_ids), ("token_type_ids", token_type_ids), ("input_mask", input_mask)):
+        array = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+        expect(array.ndim == 2 and np.issubdtype(array.dtype, np.integer), name,
+               "a 2-D integer array (batch, seq_length)", f"{array.dtype} array of shape {array.shape}")
+        arrays[name] = array
+    shape = arrays["input_ids"].shape
+    for name in ("token_type_ids", "input_mask"):
+        expect(arrays[name].shape == shape, name, f"shape {shape}, as input_ids", arrays[name].shape)
+    expect(shape[1] <= config.max_position_embeddings, "input_ids",
+           f"at most max_position_embeddings ({config.max_position_embeddings}) tokens per row", shape[1])
+    for name, limit, field in (("input_ids", config.vocab_size, "vocab_size"),
+                               ("token_type_ids", config.type_vocab_size, "type_vocab_size")):
+        values = arrays[name]
+        bad = sorted(set(values[(values < 0) | (values >= limit)].tolist()))
+        expect(not bad, name, f"ids in [0, {limit}) ({field} {limit})", bad[:5])
+    mask = arrays["input_mask"]
+    bad = sorted(set(mask[(mask != 0) & (mask != 1)].tolist()))
+    expect(not bad, "input_mask", "only 0 and 1", bad[:5])
+
+
+class EmbeddingTable(nn.Cell):
+    """A lookup table with one parameter named ``embedding_table`` ([rows, width])."""
+
+    def __init__(self, rows: int, width: int, config: BertConfig, use_one_hot: bool = False) -> None:
+        super().__init__()
+        self.rows = rows
+        self.use_one_hot = use_one_hot
+        self.embedding_table = Parameter(
+            initializer(TruncatedNormal(config.initializer_range), [rows, width], _ms_dtype(config.dtype)),
+            name="embedding_table")
+
+    def construct(self, ids: Tensor) -> Tensor:
+        if self.use_one_hot:
+            one_hot = ops.one_hot(ids, self.rows, Tensor(1.0, ms.float32), Tensor(0.0, ms.float32))
+            return ops.matmul(one_hot.astype(self.embedding_table.dtype), self.embedding_table)
+        return ops.gather(self.embedding_table, ids, 0)  # (B, S, width)
+
+
+class EmbeddingPostprocessor(nn.Cell):
+    """Adds token-type and position embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig, dropout_prob: float, use_one_hot: bool) -> None:
+        super().__init__()
+        h = config.hidden_size
+        self.token_type_embedding = EmbeddingTable(config.type_vocab_size, h, config, use_one_hot)
+        self.full_position_embedding = EmbeddingTable(config.max_position_embeddings, h, config)
+        self.layernorm = nn.LayerNorm((h,), epsilon=config.layer_norm_eps)
+        self.dropout = Dropout(p=dropout_prob)
+
+    def construct(self, token_type_ids: Tensor, word_embeddings: Tensor) -> Tensor:
+        seq_length = word_embeddings.shape[1]
+        positions = ops.arange(seq_length, dtype=ms.int32).reshape(1, seq_length)  # (1, S)
+        x = (word_embeddings + self.token_type_embedding(token_type_ids)
+             + self.full_position_embedding(positions))
+        return self.dropout(self.layernorm(x))
+
+
+class _DtypeHolder:
+    """Stands in for a config where only the parameter dtype matters."""
+
+    def __init__(self, dtype: ms.Type) -> None:
+        self.dtype = dtype
+
+
+class BiasOnly(nn.Cell):
+    """The output projection of a layer with no heads: only its bias remains."""
+
+    def __init__(self, bias: np.ndarray, config: BertConfig | _DtypeHolder) -> None:
+        super().__init__()
+        dtype = config.dtype if isinstance(config, _DtypeHolder) else _ms_dtype(config.dtype)
+        self.bias = Parameter(Tensor(bias, dtype), name="bias")
+
+    def construct(self, x: Tensor) -> Tensor:
+        return x + self.bias
+
+
+class BertOutput(nn.Cell):
+    """``LayerNorm(residual + dropout(dense(x)))``."""
+
+    def __init__(self, in_features: int, config: BertConfig, dropout_prob: float) -> None:
+        super().__init__()
+        h = config.hidden_size
+        self.dense = make_dense(in_features, h, config)
+        self.layernorm = nn.LayerNorm((h,), epsilon=config.layer_norm_eps)
+        self.dropout = Dropout(p=dropout_prob)
+
+    def construct(self, x: Tensor, residual: Tensor) -> Tensor:
+        return self.layernorm(residual + self.dropout(self.dense(x)).astype(residual.dtype))
+
+
+class BertAttention(nn.Cell):
+    """Multi-head scaled dot-product attention over the heads a layer keeps.
+
+    Attributes:
+        heads: original indices of the heads this layer has (may be empty).
+        gate: ``None``, or a :class:`~lrp_prune.gate.HardConcreteGate` installed by
+            the pruner; it scales each head's context before the output projection.
+    """
+
+    def __init__(self, config: BertConfig, heads: Sequence[int], dropout_prob: float) -> None:
+        super().__init__()
+        self.heads = tuple(heads)
+        self.num_heads = len(self.heads)
+        self.head_size = config.head_size
+        self.width = self.num_heads * self.head_size
+        self.scale = 1.0 / math.sqrt(self.head_size)
+        self.gate = None
+        if self.num_heads:
+            h = config.hidden_size
+            self.query_layer = make_dense(h, self.width, config)
+            self.key_layer = make_dense(h, self.width, config)
+            self.value_layer = make_dense(h, self.width, config)
+        self.softmax = nn.Softmax(axis=-1)
+        self.dropout = Dropout(p=dropout_prob)
+
+    @property
+    def units(self) -> tuple[int, ...]:
+        """The gated units of this cell (its heads), for :class:`~lrp_prune.network.gates.ModelGates`."""
+        return self.heads
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        b, s, _ = x.shape
+        return x.reshape(b, s, self.num_heads, self.head_size).transpose(0, 2, 1, 3)  # (B, n, S, d)
+
+    def construct(self, x: Tensor, mask_adder: Tensor) -> Tensor:
+        b, s, _ = x.shape
+        q = self.split_heads(self.query_layer(x))  # (B, n, S, d)
+        k = self.split_heads(self.key_layer(x))  # (B, n, S, d)
+        v = self.split_heads(self.value_layer(x))  # (B, n, S, d)
+        scores = ops.matmul(q, k.swapaxes(-1, -2)) * self.scale  # (B, n, S, S)
+        probs = self.dropout(self.softmax(scores.astype(mask_adder.dtype) + mask_adder))  # softmax in fp32
+        context = ops.matmul(probs.astype(v.dtype), v)  # (B, n, S, d)
+        if self.gate is not None:
+            context = context * self.gate().reshape(1, self.num_heads, 1, 1).astype(context.dtype)
+        return context.transpose(0, 2, 1, 3).reshape(b, s, self.width)  # (B, S, n*d)
+
+
+class BertSelfAttention(nn.Cell):
+    """Attention plus its output projection, residual and LayerNorm."""
+
+    def __init__(self, config: BertConfig, heads: Sequence[int], hidden_dropout: float,
+                 attention_dropout: float) -> None:
+        super().__init__()
+        self.attention = BertAttention(config, heads, attention_dropout)
+        self.output = BertOutput(max(1, self.attention.width), config, hidden_dropout)
+        if not self.attention.num_heads:
+            self.output.dense = BiasOnly(np.zeros(config.hidden_size, np.float32), config)
+
+    def prune(self, plan: LayerPlan, scale: np.ndarray | None = None) -> None:
+        """Keep only the heads of ``plan``; ``scale`` (one per kept head) is folded into W_O.
+
+        Every derived size (``heads``, ``num_heads``, ``width``) changes with the
+        weights. A layer left with no heads drops Q/K/V and keeps only ``b_O``.
+        """
+        attention = self.attention
+        if attention.gate is not None:
+            raise LRPPruneError("prune: expected a layer without a gate (use LRPHeadPruner.convert() "
+                                "on gated models), got a gated layer")
+        if not attention.num_heads or (plan.kept_positions == tuple(range(attention.num_heads))
+                                       and scale is None):
+            return
+        dense = self.output.dense
+        bias = dense.bias.asnumpy() if dense.has_bias else np.zeros(dense.out_channels, np.float32)
+        if not plan.kept_heads:
+            for name in ("query_layer", "key_layer", "value_layer"):
+                delattr(attention, name)
+            self.output.dense = BiasOnly(bias, _DtypeHolder(dense.weight.dtype))
+        else:
+            for name in ("query_layer", "key_layer", "value_layer"):
+                old = getattr(attention, name)
+                new_bias = slice_rows(old.bias.asnumpy(), plan.index) if old.has_bias else None
+                setattr(attention, name, dense_like(old, slice_rows(old.weight.asnumpy(), plan.index), new_bias))
+            column_scale = None if scale is None else np.repeat(np.asarray(scale, np.float64), attention.head_size)
+            self.output.dense = dense_like(
+                dense, slice_columns(dense.weight.asnumpy(), plan.index, column_scale),
+                bias if dense.has_bias else None)
+        attention.heads = plan.kept_heads
+        attention.num_heads = len(plan.kept_heads)
+        attention.width = attention.num_heads * attention.head_size
+
+    def construct(self, x: Tensor, mask_adder: Tensor) -> Tensor:
+        if self.attention.num_heads == 0:
+            return self.output.layernorm(self.output.dense(x).astype(x.dtype))  # LayerNorm(x + b_O)
+        return self.output(self.attention(x, mask_adder), x)
+
+
+class BertEncoderCell(nn.Cell):
+    """One Transformer layer: self-attention block, then feed-forward block."""
+
+    def __init__(self, config: BertConfig, heads: Sequence[int], hidden_dropout: float,
+                 attention_dropout: float) -> None:
+        super().__init__()
+        self.attention = BertSelfAttention(config, heads, hidden_dropout, attention_dropout)
+        self.intermediate = make_dense(config.hidden_size, config.intermediate_size, config,
+                                       activation=Activation(config.hidden_act))
+        self.output = BertOutput(config.intermediate_size, config, hidden_dropout)
+
+    def construct(self, x: Tensor, mask_adder: Tensor) -> Tensor:
+        x = self.attention(x, mask_adder)
+        return self.output(self.intermediate(x), x)  # the FFN's dense layers may compute in fp16
+
+
+class BertTransformer(nn.Cell):
+    """The stack of encoder layers (``bert_encoder``)."""
+
+    def __init__(self, config: BertConfig, hidden_dropout: float, attention_dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.CellList([
+            BertEncoderCell(config, config.heads_of(i), hidden_dropout, attention_dropout)
+            for i in range(config.num_hidden_layers)])
+
+    def construct(self, x: Tensor, mask_adder: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, mask_adder)
+        return x
+
+
+class BertModel(nn.Cell):
+    """Bidirectional Encoder Representations from Transformers.
+
+    Args:
+        config: the model's :class:`BertConfig` (``layer_heads`` sets heads per layer).
+        is_training: ModelZoo semantics: when ``False`` every dropout probability is 0.
+        use_one_hot_embeddings: look words up by one-hot matmul instead of gather.
+
+    ``construct(input_ids, token_type_ids, input_mask)`` takes int32 ``(B, S)``
+    tensors and returns ``(sequence_output (B, S, H), pooled_output (B, H),
+    embedding_table (V, H))``. After :meth:`LRPHeadPruner.apply` it returns a
+    4th output, ``total_reg`` (``l0_penalty * L_C``).
+    """
+
+    def __init__(self, config: BertConfig, is_training: bool, use_one_hot_embeddings: bool = False) -> None:
+        super().__init__()
+        expect(isinstance(config, BertConfig), "config", "a BertConfig", type(config).__name__)
+        self.config = config
+        self.is_training = bool(is_training)
+        hidden_dropout = config.hidden_dropout_prob if is_training else 0.0
+        attention_dropout = config.attention_probs_dropout_prob if is_training else 0.0
+        self.bert_embedding_lookup = EmbeddingTable(config.vocab_size, config.hidden_size, config,
+                                                    use_one_hot_embeddings)
+        self.bert_embedding_postprocessor = EmbeddingPostprocessor(config, hidden_dropout,
+                                                                   use_one_hot_embeddings)
+        self.bert_encoder = BertTransformer(config, hidden_dropout, attention_dropout)
+        self.dense = make_dense(config.hidden_size, config.hidden_size, config, activation=nn.Tanh())
+        self.dense.weight.set_data(initializer(TruncatedNormal(config.initializer_range),
+                                               self.dense.weight.shape, self.dense.weight.dtype))
+        self.is_gated = False  # set by LRPHeadPruner.apply()
+        self.return_reg = False  # a gated bare BertModel returns total_reg as a 4th output
+        self.budget = None  # a HeadBudget when pruning to a target number of heads
+
+    def construct(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor):
+        words = self.bert_embedding_lookup(input_ids)  # (B, S, H)
+        x = self.bert_embedding_postprocessor(token_type_ids, words)  # (B, S, H)
+        b, s = input_mask.shape
+        mask_adder = (1.0 - input_mask.astype(x.dtype)).reshape(b, 1, 1, s) * _MASK_ADDER  # (B, 1, 1, S)
+        sequence_output = self.bert_encoder(x, mask_adder)  # (B, S, H)
+        pooled_output = self.dense(sequence_output[:, 0])  # (B, H)
+        if self.return_reg:
+            return sequence_output, pooled_output, self.bert_embedding_lookup.embedding_table, self.total_reg()
+        return sequence_output, pooled_output, self.bert_embedding_lookup.embedding_table
+
+    def total_reg(self) -> Tensor:
+        """``l0_penalty * L_C`` summed over every gated layer (0 when not gated).
+
+        Call it from your own loss cell when the gated BertModel sits inside a
+        model with a head: ``loss = task_loss + self.net.bert.total_reg()``.
+        """
+        reg = Tensor(0.0, ms.float32)
+        expected_open = Tensor(0.0, ms.float32)
+        for layer in self.bert_encoder.layers:
+            gate = layer.attention.attention.gate
+            if gate is not None:
+                reg = reg + gate.penalty()
+                expected_open = expected_open + gate.expected_open()
+        if self.budget is not None:
+            reg = reg + self.budget(expected_open)
+        return reg
+
+    def gate_cells(self) -> list:
+        """``[(layer_index, BertAttention)]`` for every layer with a head gate
+        (see :class:`~lrp_prune.network.gates.ModelGates` for everything else about gates)."""
+        from lrp_prune.network.gates import HEADS, ModelGates
+
+        return [(i, host) for _, i, host in ModelGates(self).gated(HEADS)]
+
+    def get_gate_values(self) -> np.ndarray:
+        """Deterministic gates ``[num_layers, num_attention_heads]``; missing heads are 0.
+
+        An ungated model reports 1 for every head it has.
+        """
+        from lrp_prune.network.gates import ModelGates
+
+        return ModelGates(self).values()
+
+
+class BertClassifier(nn.Cell):
+    """Sentence(-pair) classifier: a BertModel, a pooling, dropout and ``dense_1``.
+
+    The ModelZoo ``BertCLSModel``; its fine-tuning checkpoints (saved from
+    :class:`BertClassifierWithLoss`) carry ``bert.bert.*`` and ``bert.dense_1.*``.
+
+    Args:
+        config: the backbone's config.
+        is_training: ModelZoo semantics (dropout off when ``False``).
+        num_labels: classes.
+        dropout_prob: drop probability before ``dense_1`` (a *drop* probability).
+        pooling: ``"pooler"`` (tanh pooler on [CLS]), ``"cls"`` ([CLS] vector) or
+            ``"mean"`` (masked mean of the tokens; use it for sentence-transformers
+            models such as all-MiniLM-L6-v2, whose pooler was never trained).
+
+    ``construct(input_ids, token_type_ids, input_mask)`` returns logits ``(B, num_labels)``.
+    """
+
+    def __init__(self, config: BertConfig, is_training: bool, num_labels: int = 3,
+                 dropout_prob: float = 0.1, pooling: str = "pooler",
+                 use_one_hot_embeddings: bool = False) -> None:
+        super().__init__()
+        self.num_labels = check_int(num_labels, "num_labels", minimum=2)
+        self.pooling = check_choice(pooling, "pooling", POOLINGS)
+        self.dropout_prob = check_fraction(dropout_prob, "dropout_prob", closed_low=True,
+                                           expected="a drop probability in [0, 1)")
+        self.bert = BertModel(config, is_training, use_one_hot_embeddings)
+        self.dropout = Dropout(p=dropout_prob if is_training else 0.0)
+        self.dense_1 = make_dense(config.hidden_size, self.num_labels, config)
+
+    @property
+    def config(self) -> BertConfig:
+        """The backbone's config."""
+        return self.bert.config
+
+    def construct(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor) -> Tensor:
+        outputs = self.bert(input_ids, token_type_ids, input_mask)
+        if self.pooling == "pooler":
+            features = outputs[1]  # (B, H)
+        elif self.pooling == "cls":
+            features = outputs[0][:, 0]  # (B, H)
+        else:
+            mask = input_mask.astype(outputs[0].dtype).expand_dims(-1)  # (B, S, 1)
+            features = (outputs[0] * mask).sum(1) / ops.clamp(mask.sum(1), 1.0, None)  # (B, H)
+        return self.dense_1(self.dropout(features))  # (B, num_labels)
+
+    def get_gate_values(self) -> np.ndarray:
+        """The backbone's deterministic gates, see :meth:`BertModel.get_gate_values`."""
+        return self.bert.get_gate_values()
+
+
+class BertClassifierWithLoss(nn.Cell):
+    """Cross-entropy of a :class:`BertClassifier`, plus ``total_reg`` when gated.
+
+    The ModelZoo ``BertCLS``: attribute ``bert`` holds the classifier, so the
+    checkpoint names are ``bert.bert.*`` and ``bert.dense_1.*``.
+
+    ``construct(input_ids, token_type_ids, input_mask, label_ids)`` returns the
+    scalar loss ``mean CE + total_reg``.
+    """
+
+    def __init__(self, classifier: BertClassifier) -> None:
+        super().__init__()
+        expect(isinstance(classifier, BertClassifier), "classifier", "a BertClassifier",
+               type(classifier).__name__)
+        self.bert = classifier
+        self.loss = nn.CrossEntropyLoss()
+
+    def construct(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor,
+                  label_ids: Tensor) -> Tensor:
+        logits = self.bert(input_ids, token_type_ids, input_mask)
+        loss = self.loss(logits.astype(ms.float32), label_ids)
+        if self.bert.bert.is_gated:
+            loss = loss + self.bert.bert.total_reg()
+        return loss
+
+
+def find_bert(model: nn.Cell) -> list[tuple[str, BertModel]]:
+    """Every ``(path, BertModel)`` inside ``model`` (the model itself has path ``""``)."""
+    return [(name, cell) for name, cell in model.cells_and_names() if isinstance(cell, BertModel)]
+
+
+def refresh_cell(root: nn.Cell) -> nn.Cell:
+    """Make a Cell usable again after its structure changed in place.
+
+    MindSpore names a parameter when its Cell is attached, so cells attached
+    late carry short names; and a compiled graph is cached per Cell object, so a
+    changed structure would keep running the old graph. This renames every
+    parameter to its full path under ``root`` and drops the compiled graphs of
+    ``root`` and all its sub-cells. Wrappers built *around* ``root`` before the
+    change (a ``TrainOneStepCell``, say) must be rebuilt.
+    """
+    for name, param in root.parameters_and_names():
+        if param.name != name:
+            param.name = name
+    drop_compiled_graphs(root)
+    return root
+
+
+def prune_heads(model: nn.Cell, heads_to_prune: dict, gate_values: np.ndarray | None = None) -> nn.Cell:
+    """Physically remove heads from the BertModel in ``model`` (in place) and return ``model``.
+
+    Args:
+        model: a BertModel, or a Cell containing exactly one (a classifier, your own head),
+            without gates.
+        heads_to_prune: ``{layer: [head indices]}``, indices of the *original* model.
+            Heads already removed are ignored, so pruning twice composes; the
+            config's ``layer_heads`` records what is left.
+        gate_values: optional ``[num_layers, num_attention_heads]`` scales folded into
+            the output projection of each kept head (``convert()`` passes the gates).
+
+    Returns:
+        ``model``, pruned, with its parameter names refreshed and its graphs dropped.
+
+    Example:
+        >>> from lrp_prune import BertConfig, BertModel, prune_heads
+        >>> cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+        ...                  num_attention_heads=4, intermediate_size=37, seq_length=8)
+        >>> model = prune_heads(BertModel(cfg, False), {0: [1, 2], 1: [0, 1, 2, 3]})
+        >>> model.config.layer_heads
+        ((0, 3), ())
+    """
+    bert = the_bert(model, "prune_heads")
+    cfg = bert.config
+    plan = normalise_heads_to_prune(heads_to_prune, cfg.num_hidden_layers, cfg.num_attention_heads)
+    if gate_values is not None:
+        gate_values = np.asarray(gate_values, dtype=np.float64)
+        expect(gate_values.shape == (cfg.num_hidden_layers, cfg.num_attention_heads), "gate_values",
+               f"shape {(cfg.num_hidden_layers, cfg.num_attention_heads)}", gate_values.shape)
+    from lrp_prune.network.gates import ModelGates
+
+    gated = ModelGates(bert).gated()
+    if gated:
+        raise LRPPruneError(f"prune_heads: expected a model without gates, got gates in layer {gated[0][1]}; "
+                            "use LRPHeadPruner.convert() for a gated model")
+    new_layer_heads = []
+    for i, layer in enumerate(bert.bert_encoder.layers):
+        attention = layer.attention.attention
+        layer_plan = plan_layer(attention.heads, plan[i], cfg.head_size)
+        scale = None if gate_values is None else gate_values[i, list(layer_plan.kept_heads)]
+        layer.attention.prune(layer_plan, scale)
+        new_layer_heads.append(attention.heads)
+    bert.config = cfg.with_layer_heads(new_layer_heads)
+    return refresh_cell(model)
+
+
+def the_bert(model: nn.Cell, caller: str) -> BertModel:
+    """The single BertModel inside ``model`` or a clear error."""
+    found = find_bert(model) if isinstance(model, nn.Cell) else []
+    if len(found) != 1:
+        what = type(model).__name__ if not found else f"{len(found)} BertModels at {[p or '<root>' for p, _ in found]}"
+        raise LRPPruneError(f"{caller}: expected a BertModel or a Cell containing exactly one BertModel, "
+                            f"got {what}")
+    return found[0][1]

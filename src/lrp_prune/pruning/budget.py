@@ -1,0 +1,112 @@
+"""Target head budget: a Lagrangian controller on the expected number of open heads.
+
+With ``target_heads`` the pruner adds to ``total_reg`` the term (CoFiPruning, Xia et al. 2022)::
+
+    lambda_1 * (E - T_t) + lambda_2 * (E - T_t) ** 2
+
+where ``E = L_C`` is the expected number of open heads, ``T_t`` the target warmed
+up linearly from all heads to ``T`` over ``warmup_steps``, and the multipliers
+follow gradient *ascent* after each optimizer step (:meth:`HeadBudget.update`)::
+
+    lambda_1 += lr * (E - T_t)        lambda_2 += lr * (E - T_t) ** 2
+
+so a model with too many open heads is pushed harder and harder to close some,
+and one with too few is pushed to open them. ``convert()`` then keeps exactly
+``T`` heads (see :meth:`LRPHeadPruner.convert`).
+
+Example:
+    >>> budget = HeadBudget(target=6, total_heads=12, warmup_steps=4, lr=0.5)
+    >>> [round(budget.update(12.0)["target_now"], 2) for _ in range(5)]
+    [10.5, 9.0, 7.5, 6.0, 6.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn
+
+from lrp_prune.errors import expect, is_int, is_number
+
+__all__ = ["HeadBudget", "check_target", "resolve_target"]
+
+
+def check_target(target: float | int, field: str = "target_heads") -> float | int:
+    """A head budget: an int >= 1 (heads) or a fraction in (0, 1); returned as ``int`` or ``float``.
+
+    Example:
+        >>> check_target(36), check_target(0.5)
+        (36, 0.5)
+    """
+    ok = is_number(target) and ((not is_int(target) and 0 < target < 1)
+                                or (float(target).is_integer() and target >= 1))
+    expect(ok, field, "an int >= 1 or a fraction in (0, 1)", target)
+    return int(target) if target >= 1 else float(target)
+
+
+def resolve_target(target: float | int, total_heads: int) -> int:
+    """``target_heads`` as a head count: an int in [1, total], or a fraction in (0, 1) of all heads.
+
+    Example:
+        >>> resolve_target(0.5, 72), resolve_target(18, 72), resolve_target(0.25, 12)
+        (36, 18, 3)
+    """
+    expect(is_number(target), "target_heads", "an int >= 1 or a fraction in (0, 1)", target)
+    if not is_int(target) and 0 < target < 1:
+        return max(1, int(round(target * total_heads)))
+    expect(float(target).is_integer() and 1 <= target <= total_heads, "target_heads",
+           f"an int in [1, {total_heads}] or a fraction in (0, 1)", target)
+    return int(target)
+
+
+class HeadBudget(nn.Cell):
+    """The Lagrangian term and its multipliers (non-trainable parameters updated from Python).
+
+    Args:
+        target: heads to keep (a count).
+        total_heads: heads of the model when gated (the warm-up's start).
+        warmup_steps: steps over which the target moves from ``total_heads`` to ``target``.
+        lr: step size of the multipliers' gradient ascent.
+    """
+
+    def __init__(self, target: int, total_heads: int, warmup_steps: int = 100, lr: float = 0.01) -> None:
+        super().__init__()
+        # the values were checked where they entered (PrunerConfig); here they are only stored
+        self.target = int(target)
+        self.total_heads = int(total_heads)
+        self.warmup_steps = int(warmup_steps)
+        self.lr = float(lr)
+        self.steps = 0
+        self.multipliers = Parameter(Tensor(np.zeros(2, np.float32)), name="multipliers", requires_grad=False)
+        self.target_now = Parameter(Tensor(np.float32(total_heads)), name="target_now", requires_grad=False)
+
+    def construct(self, expected_open: Tensor) -> Tensor:
+        gap = expected_open - self.target_now
+        return self.multipliers[0] * gap + self.multipliers[1] * gap * gap
+
+    def current_target(self) -> float:
+        """``T_t`` for the next step."""
+        if self.warmup_steps == 0:
+            return float(self.target)
+        frac = min(1.0, self.steps / self.warmup_steps)
+        return self.total_heads + (self.target - self.total_heads) * frac
+
+    def update(self, expected_open: float) -> dict[str, Any]:
+        """One ascent step of the multipliers after an optimizer step; returns the controller state."""
+        self.steps += 1
+        target_now = self.current_target()
+        gap = float(expected_open) - target_now
+        lam = self.multipliers.asnumpy().astype(np.float64)
+        lam[0] += self.lr * gap
+        lam[1] = max(0.0, lam[1] + self.lr * gap * gap)
+        self.multipliers.set_data(Tensor(lam.astype(np.float32)))
+        self.target_now.set_data(Tensor(np.float32(target_now)))
+        return {"expected_open": float(expected_open), "target_now": target_now, "lambda_1": float(lam[0]),
+                "lambda_2": float(lam[1])}
+
+    def state(self) -> dict[str, Any]:
+        """Current multipliers and target (for logs and reports)."""
+        lam = self.multipliers.asnumpy()
+        return {"target": self.target, "target_now": self.current_target(), "lambda_1": float(lam[0]),
+                "lambda_2": float(lam[1]), "steps": self.steps}
