@@ -308,15 +308,24 @@ def _render_section(name: str, s: dict[str, Any]) -> list[str]:
         out += ["| gated / ungated | paired min-max | gated step s | ungated step s | goal |", "|---|---|---|---|---|",
                 f"| {s['ratio_gated_over_ungated']:.3f} | {s['paired_ratio']['min']:.3f}-{s['paired_ratio']['max']:.3f} | "
                 f"{_mmm(s['gated_step_s'])} | {_mmm(s['ungated_step_s'])} | <= {s['goal']} |"]
+        if s.get("input_check"):
+            c = s["input_check"]
+            out += ["", f"Input check of a top-level call (host, numpy): {_mmm(c['check_s'], 1e6, 1)} us, "
+                        f"{100 * c['fraction_of_forward']:.3f}% of the eval forward ({_mmm(c['forward_s'], 1e3, 1)} ms) "
+                        f"at the same batch (goal < 1%)"]
         if s.get("torch_step_s"):
             pr = s["paired_ms_over_torch"]
             out += ["", f"PyTorch peer ({s['torch_peer']['optimizer']}, {s['torch_peer']['torch_threads']} threads): "
                         f"step {_mmm(s['torch_step_s'])} s; MindSpore (ungated) / PyTorch "
                         f"{s['ms_over_torch_train_step']:.3f} (paired {pr['min']:.3f}-{pr['max']:.3f})"]
     elif name == "convert_time":
-        out += ["| convert s | apply s | heads kept | with save s | goal |", "|---|---|---|---|---|",
-                f"| {_mmm(s['convert_s'])} | {_mmm(s['apply_s'])} | {s['heads_kept']}/{s['heads_total']} | "
-                f"{_fmt(s.get('convert_with_save_s'))} | <= {s['goal_s']} s |"]
+        peak = s.get("peak_extra_mb", {})
+        out += ["| convert s (BertModel, rebuilt) | convert s (own Cell, copied) | apply s | heads kept | with save s "
+                "| peak extra MiB (rebuilt / copied; parameters) | goal |", "|---|---|---|---|---|---|---|",
+                f"| {_mmm(s['convert_s'])} | {_mmm(s.get('convert_copy_s'))} | {_mmm(s['apply_s'])} | "
+                f"{s['heads_kept']}/{s['heads_total']} | {_fmt(s.get('convert_with_save_s'))} | "
+                f"{_mmm(peak.get('rebuild'), 1, 0)} / {_mmm(peak.get('copy'), 1, 0)}; {s.get('params_mb')} | "
+                f"<= {s['goal_s']} s |"]
     elif name == "accuracy_curve":
         out += [f"picture: `{s.get('png')}`; unpruned accuracy {_mmm(s.get('unpruned_accuracy'), 100, 2)} %", "",
                 "| point | heads kept | accuracy pruned | accuracy gated | unpruned | pruned == gated | s |",

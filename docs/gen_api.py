@@ -39,6 +39,18 @@ _SECTIONS = {
     "lrp_prune.pruning.summary": "Summaries",
     "lrp_prune.errors": "Errors",
 }
+#: Names outside ``lrp_prune.__all__`` that a user of the library needs, documented in their own
+#: section: (module, name). They are imported from their module.
+_HELPERS = (
+    ("lrp_prune.training.optim", "adamw"),
+    ("lrp_prune.training.optim", "linear_schedule"),
+    ("lrp_prune.data.tokenization", "PairTokenizer"),
+    ("lrp_prune.data.batching", "batches"),
+    ("lrp_prune.io.hf", "load_hf_bert"),
+    ("lrp_prune.app.recipes", "Recipe"),
+    ("lrp_prune.app.pipeline", "run_prune"),
+    ("lrp_prune.app.cli", "configure_mindspore"),
+)
 _SECTION_NAMES = ("Args", "Arguments", "Attributes", "Returns", "Raises", "Example", "Examples", "Yields", "Note")
 
 
@@ -129,6 +141,11 @@ def _render_doc(obj: object) -> str:
     for name in ("Returns", "Yields", "Raises", "Note"):
         if name in sections:
             parts.append(f"**{name}:** " + _paragraphs(inspect.cleandoc("\n".join(sections[name]))))
+    for name in ("Example", "Examples"):
+        if name in sections:  # the doctest itself (it runs in the test suite)
+            code = inspect.cleandoc("\n".join(sections[name]))
+            code = re.sub(r"\s*# doctest: \+\w+", "", code)
+            parts.append(f"**Example:**\n\n```text\n{code}\n```")
     return "\n\n".join(parts)
 
 
@@ -279,6 +296,8 @@ def render() -> str:
     for module in modules:
         for name in by_module[module]:
             lines.append(f"| [`{name}`](#{name.lower()}) | `{module}` |")
+    for module, name in _HELPERS:
+        lines.append(f"| [`{module}.{name}`](#{name.lower()}) | `{module}` |")
     for module in modules:
         title = _SECTIONS.get(module, module)
         lines += ["", f"## {title}", "", f"Defined in `{module}`."]
@@ -290,6 +309,18 @@ def render() -> str:
             else:
                 sig = _signature(obj, name)
                 lines += [f"```python\n{sig or name}\n```", "", _render_doc(obj)]
+    import importlib
+
+    lines += ["", "## Helpers a training script uses", "",
+              "Not exported from `lrp_prune` itself; import each from the module named in its heading."]
+    for module, name in _HELPERS:
+        obj = getattr(importlib.import_module(module), name)
+        lines += ["", f"### {name}", "", f"`from {module} import {name}`", ""]
+        if inspect.isclass(obj):
+            lines += _render_class(name, obj)
+        else:
+            sig = _signature(obj, name)
+            lines += [f"```python\n{sig or name}\n```", "", _render_doc(obj)]
     return "\n".join(lines).rstrip() + "\n"
 
 

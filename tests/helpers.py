@@ -54,11 +54,19 @@ def set_log_a(model, values) -> None:
 
 
 def temp_leftovers(directory) -> list[str]:
-    """Names under ``directory`` (recursively) that look like temporary or staging files."""
-    from pathlib import Path
+    """Names under ``directory`` (recursively) that look like temporary or staging files: hidden
+    files, ``.tmp``/``.export`` names, a save's staging sets; the committed store is not one."""
+    from lrp_prune.io.store import STORE_DIR
 
-    return sorted(str(p.relative_to(directory)) for p in Path(directory).rglob("*")
-                  if ".tmp" in p.name or ".export" in p.name or p.name.startswith("."))
+    out = []
+    for p in Path(directory).rglob("*"):
+        rel = p.relative_to(directory)
+        if rel.parts[0] == STORE_DIR:
+            if ".tmp" in p.name or p.name.startswith("staging-"):
+                out.append(str(rel))
+        elif ".tmp" in p.name or ".export" in p.name or p.name.startswith("."):
+            out.append(str(rel))
+    return sorted(out)
 
 
 def run_flow(options):

@@ -34,13 +34,27 @@ def python_blocks(path: Path) -> list[tuple[int, str]]:
 
 
 def run_blocks(path: Path, blocks: list[tuple[int, str]]) -> dict:
-    """Execute ``blocks`` in order in one namespace; a failure names the page and line."""
-    namespace: dict = {"__name__": f"docs_{path.stem.replace('-', '_')}"}
-    for line, code in blocks:
-        # pad with newlines so tracebacks show the line number in the Markdown file
-        compiled = compile("\n" * (line - 1) + code, str(path), "exec")
-        exec(compiled, namespace)  # noqa: S102 - the documentation's own examples
-    return namespace
+    """Execute ``blocks`` in order in one namespace; a failure names the page and line.
+
+    The namespace is a module registered under its name while the blocks run, so a Cell class a
+    page defines can be compiled in GRAPH_MODE (MindSpore imports the class's module and reads its
+    source: the padded line numbers point into the Markdown file).
+    """
+    import sys
+    import types
+
+    name = f"docs_{path.stem.replace('-', '_')}"
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module
+    try:
+        for line, code in blocks:
+            # pad with newlines so tracebacks (and inspect.getsource) use the Markdown file's line numbers
+            compiled = compile("\n" * (line - 1) + code, str(path), "exec")
+            exec(compiled, module.__dict__)  # noqa: S102 - the documentation's own examples
+    finally:
+        sys.modules.pop(name, None)
+    return module.__dict__
 
 
 def _split(path: Path) -> tuple[list, list]:

@@ -26,7 +26,7 @@ from lrp_prune.errors import LRPPruneError
 from lrp_prune.io.checkpoint import LoadReport, load_checkpoint, save_checkpoint
 from lrp_prune.io.export import export_mindir, load_mindir
 from lrp_prune.io.saved import load_pruned, read_heads_to_prune, save_pruned
-from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss, BertModel, prune_heads
+from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss, BertModel, check_inputs, prune_heads
 from lrp_prune.network.config import BertConfig
 from lrp_prune.network.gates import ModelGates
 from lrp_prune.network.hard_concrete import GateSettings, HardConcreteGate
@@ -54,6 +54,7 @@ __all__ = [
     "PruningSummary",
     "PruningType",
     "SupportedModels",
+    "check_inputs",
     "export_mindir",
     "load_checkpoint",
     "load_mindir",

@@ -415,3 +415,31 @@ def test_empty_arrays_and_batch_larger_than_dataset():
     assert str(info.value) == "batch_size: expected at most the dataset size 5 when drop_remainder=True, got 6"
     assert num_batches(five, 6, drop_remainder=False) == 1
     assert [len(b["label_ids"]) for b in batches(five, 6, drop_remainder=False)] == [5]
+
+
+# ---------------------------------------------------------------- malformed rows: skipped and counted, never misaligned
+def test_mnli_rows_with_more_or_fewer_fields_than_the_header_are_skipped_and_counted(tmp_path, caplog):
+    header = MNLI_TRAIN_HEADER
+    good = ["0", "p0", "q0", "fiction", "-", "-", "-", "-", "A man eats.", "A man is eating.", "entailment",
+            "entailment"]
+    tab_inside = good[:8] + ["A man\teats.", "Someone eats.", "neutral", "neutral"]  # 13 fields: misaligned
+    cut = good[:9]
+    path = tmp_path / "train.tsv"
+    path.write_text("\n".join("\t".join(r) for r in (header, good, tab_inside, cut, good)) + "\n", encoding="utf-8")
+    with caplog.at_level("INFO"):
+        examples = read_glue_mnli_tsv(path)
+    assert len(examples) == 2 and set(examples.hypotheses) == {"A man is eating."}
+    assert examples.skipped == {"more fields than the header (a tab inside a field?)": 1,
+                                "fewer fields than the header": 1}
+    assert "dropped 2" in caplog.text
+
+
+def test_snli_null_sentences_are_skipped_and_counted(tmp_path):
+    rows = [{"gold_label": "entailment", "sentence1": "A dog runs.", "sentence2": "An animal runs.", "captionID": "1"},
+            {"gold_label": "neutral", "sentence1": None, "sentence2": "A dog.", "captionID": "2"},
+            {"gold_label": "neutral", "sentence1": "A cat.", "sentence2": None, "captionID": "3"}]
+    path = tmp_path / "snli.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    examples = read_snli_jsonl(path)
+    assert examples.premises == ("A dog runs.",) and "None" not in examples.premises + examples.hypotheses
+    assert examples.skipped == {"a null or non-text sentence": 2}

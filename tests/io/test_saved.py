@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import pickletools
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ import pytest
 from lrp_prune import (BertConfig, BertModel, LRPPruneError, export_mindir, load_pruned, prune_heads,
                        read_heads_to_prune, save_pruned)
 from lrp_prune.io.saved import FILES, safe_unpickle_heads
+from lrp_prune.io.store import STORE_DIR, committed_files
 
 from helpers import (CLOSED, OPEN, as_tensors, make_pruner, max_diff, random_inputs, random_model, set_log_a,
                      temp_leftovers, tiny_config)
@@ -32,7 +34,9 @@ def saved_dir(root: Path, layout=None) -> tuple[Path, BertModel, BertConfig]:
 
 @pytest.mark.parametrize("missing", ["model", "config"])
 def test_load_pruned_names_the_missing_file(tmp_path, missing):
-    directory, _, _ = saved_dir(tmp_path)
+    # a save of the first format (files only): the top-level file is the one read
+    directory, _, _ = saved_dir(tmp_path / "first")
+    shutil.rmtree(directory / STORE_DIR)
     path = directory / FILES[missing]
     path.unlink()
     with pytest.raises(LRPPruneError) as info:
@@ -40,6 +44,17 @@ def test_load_pruned_names_the_missing_file(tmp_path, missing):
     message = str(info.value)
     assert message.startswith(f"{FILES[missing]}: expected the file")  # the thing and the expectation
     assert str(path) in message and "got no such file" in message  # what was received
+    # a committed save reads the committed file (the top-level name is a link to it)
+    directory, _, _ = saved_dir(tmp_path / "store")
+    (directory / FILES[missing]).unlink()
+    assert load_pruned(directory).config.heads_per_layer == (3, 2)
+    path = committed_files(directory)[FILES[missing]]
+    path.unlink()
+    with pytest.raises(LRPPruneError) as info:
+        load_pruned(directory)
+    message = str(info.value)
+    assert message.startswith(f"{FILES[missing]}: expected the file")
+    assert str(path) in message and "got no such file" in message
 
 
 def test_load_pruned_truncated_checkpoint(tmp_path):
@@ -67,7 +82,7 @@ def test_malformed_json_in_pruned_config_and_heads(tmp_path):
     (directory / FILES["heads_json"]).write_text('{"0": ["one"]}', encoding="utf-8")
     with pytest.raises(LRPPruneError, match="expected integer layers and heads"):
         read_heads_to_prune(directory)
-    (directory / FILES["heads_json"]).unlink()
+    committed_files(directory)[FILES["heads_json"]].unlink()  # the committed JSON twin itself is gone
     with pytest.raises(LRPPruneError, match=f"{FILES['heads_json']}: expected the file .* got no such file"):
         read_heads_to_prune(directory)  # no silent fallback to the pickle
 
@@ -160,7 +175,9 @@ def test_every_file_of_a_save_is_renamed_from_a_temporary_name(tmp_path, monkeyp
     for name in FILES.values():  # from a temporary file, or a file in a temporary (staging) directory
         inside = finals[name].resolve().relative_to(save_dir.resolve())
         assert any(part.endswith(".tmp") for part in inside.parts), (name, finals[name])
-    assert sorted(p.name for p in save_dir.iterdir()) == sorted(FILES.values())
+    visible = sorted(p.name for p in save_dir.iterdir() if not p.name.startswith("."))
+    assert visible == sorted(FILES.values())  # beside them only the committed store, .lrp_prune/
+    assert [p.name for p in save_dir.iterdir() if p.name.startswith(".")] == [STORE_DIR]
     assert temp_leftovers(save_dir) == []
 
 _INTERRUPT_SCRIPT = textwrap.dedent("""
@@ -179,17 +196,18 @@ _INTERRUPT_SCRIPT = textwrap.dedent("""
     pruner = HeadPruningFactory.get_pruner({{"prune_type": "LRP", "arch_type": "BERT",
                                              "config": {{"l0_penalty": 0.01}}}})
     gated = pruner.apply(random_model(cfg, seed=1))  # other weights, and every head kept
-    real = serialization.atomic_write_text
+    import lrp_prune.io.store as store
+    real = store._write
     calls = []
 
-    def interrupting_write(path, text):
+    def interrupting_write(path, source):
         calls.append(str(path))
-        if len(calls) == 2:
+        if len(calls) == 4:  # the checkpoints, the heads JSON, then the pickle: interrupted
             print("INTERRUPTING at", path, flush=True)
             raise KeyboardInterrupt
-        return real(path, text)
+        return real(path, source)
 
-    serialization.atomic_write_text = interrupting_write
+    store._write = interrupting_write
     print("CONVERTING", flush=True)
     pruner.convert(gated, sys.argv[1])
     print("FINISHED", flush=True)
@@ -209,7 +227,7 @@ def interrupted_save(tmp_path_factory):
     pruned = pruner.convert(gated, save_dir)
     pruned.set_train(False)
     earlier = [o.asnumpy() for o in pruned(*inputs)[:2]]
-    snapshot = {p.name: p.read_bytes() for p in save_dir.iterdir()}
+    snapshot = {p.name: p.read_bytes() for p in save_dir.iterdir() if p.is_file()}
     script = root / "interrupt.py"
     script.write_text(_INTERRUPT_SCRIPT.format(tests=str(TESTS_DIR)), encoding="utf-8")
     proc = subprocess.run([sys.executable, str(script), str(save_dir)], capture_output=True, text=True,
@@ -225,7 +243,7 @@ def test_keyboard_interrupt_mid_save_leaves_no_temp_files(interrupted_save):
     assert "FINISHED" not in proc.stdout
     assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr
     assert temp_leftovers(save_dir) == []
-    assert sorted(p.name for p in save_dir.iterdir()) == sorted(interrupted_save["snapshot"])
+    assert sorted(p.name for p in save_dir.iterdir() if p.is_file()) == sorted(interrupted_save["snapshot"])
     # the config, the commit point, still describes the earlier save
     assert (save_dir / FILES["config"]).read_bytes() == interrupted_save["snapshot"][FILES["config"]]
 
@@ -272,16 +290,24 @@ def test_safe_unpickle_refuses_code(tmp_path):
 def test_read_heads_to_prune_reads_the_json_twin_never_the_pickle(tmp_path):
     directory, _, _ = saved_dir(tmp_path, {0: [1], 1: [0, 2]})
     marker = tmp_path / "pwned.txt"
+    committed = committed_files(directory)
     (directory / FILES["heads_pkl"]).write_bytes(evil_pickle(marker))
     expected = {0: [1], 1: [0, 2]}
-    assert read_heads_to_prune(directory) == expected
-    assert read_heads_to_prune(directory / FILES["heads_pkl"]) == expected  # .pkl path -> its twin
-    assert read_heads_to_prune(directory / FILES["heads_json"]) == expected
+    # the JSON twin is what is read; the pickle is only checked against it, by the safe unpickler,
+    # which refuses the code reference: an error naming both files, and no code ran
+    for path in (directory, directory / FILES["heads_pkl"], directory / FILES["heads_json"]):
+        with pytest.raises(LRPPruneError, match=r"heads_to_prune\.pkl.*pickle twin of .*heads_to_prune\.json"):
+            read_heads_to_prune(path)
     assert not marker.exists()
+    (directory / FILES["heads_pkl"]).unlink()  # with no pickle beside it, the twin alone is read
+    committed[FILES["heads_pkl"]].unlink()
+    assert read_heads_to_prune(directory / FILES["heads_json"]) == expected
     # without the twin the pickle goes through the safe unpickler, which refuses it
+    (directory / FILES["heads_pkl"]).write_bytes(evil_pickle(marker))
     (directory / FILES["heads_json"]).unlink()
     with pytest.raises(LRPPruneError, match="refusing to load it"):
         read_heads_to_prune(directory / FILES["heads_pkl"])
+    committed[FILES["heads_json"]].unlink()
     with pytest.raises(LRPPruneError, match="got no such file"):
         read_heads_to_prune(directory)
     assert not marker.exists()
@@ -313,3 +339,37 @@ def test_heads_pickle_of_the_wrong_shape_is_refused(value, needle):
 def test_heads_pickle_garbage_is_refused():
     with pytest.raises(LRPPruneError, match="heads_to_prune pickle: expected a valid pickle, got"):
         safe_unpickle_heads(b"\x80\x04not a pickle")
+
+
+def test_a_json_twin_that_disagrees_with_its_pickle_is_an_error_naming_both(tmp_path):
+    directory, _, _ = saved_dir(tmp_path, {0: [1], 1: [0, 2]})
+    (directory / FILES["heads_json"]).unlink()  # a hand edit: a new file, the pickle left as saved
+    (directory / FILES["heads_json"]).write_text(json.dumps({"0": [1, 2], "1": [0, 2]}), encoding="utf-8")
+    for path in (directory / FILES["heads_json"], directory / FILES["heads_pkl"]):
+        with pytest.raises(LRPPruneError) as info:
+            read_heads_to_prune(path)
+        message = str(info.value)
+        assert "heads_to_prune.json" in message and "heads_to_prune.pkl" in message and "say the same" in message
+
+
+def test_a_failed_save_leaves_both_models_as_they_were(tmp_path, monkeypatch):
+    cfg = tiny_config(num_hidden_layers=2)
+    pruner = make_pruner()
+    gated = pruner.apply(random_model(cfg, seed=4))
+    set_log_a(gated, np.array([[OPEN, CLOSED, 0.4, OPEN], [CLOSED] * 4]))
+    inputs = as_tensors(random_inputs(cfg))
+    gated.set_train(False)
+    before = gated(*inputs)[0].asnumpy()
+    import lrp_prune.io.store as store
+
+    def full_disk(path, source):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "_write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        pruner.convert(gated, tmp_path / "save")
+    monkeypatch.undo()
+    assert gated.is_gated and max_diff(gated(*inputs)[0], before) == 0.0  # free space and call again:
+    pruned = pruner.convert(gated, tmp_path / "save")
+    assert max_diff(load_pruned(tmp_path / "save")(*inputs)[0], pruned(*inputs)[0]) == 0.0
+    assert temp_leftovers(tmp_path / "save") == []

@@ -332,3 +332,44 @@ def test_attention_flops_by_hand():
     # seq 5, width 4: 4*5*8*4 = 640 + 2*5*5*4 = 200
     assert pruned.attention_flops(seq_length=5) == 840
     assert cfg.with_layer_heads([[], []]).attention_flops() == 0
+
+
+# ---------------------------------------------------------------- values from outside (hand-edited configs)
+@pytest.mark.parametrize("field,value,needle", [
+    ("initializer_range", float("inf"), "initializer_range: expected a finite positive number, got inf"),
+    ("layer_norm_eps", float("inf"), "layer_norm_eps: expected a finite positive number, got inf"),
+    ("layer_norm_eps", "1e-12", "layer_norm_eps: expected a finite positive number, got '1e-12'"),
+    ("hidden_size", "384", "hidden_size: expected a positive integer, got '384'"),
+    ("hidden_dropout_prob", None, "hidden_dropout_prob: expected a drop probability in [0, 1), got None"),
+])
+def test_non_finite_and_wrongly_typed_config_values_name_the_field(field, value, needle):
+    base = dict(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37)
+    base[field] = value
+    with pytest.raises(LRPPruneError) as info:
+        BertConfig.from_dict(base)
+    assert str(info.value) == needle
+
+
+def test_numpy_integers_are_integers():
+    import numpy as np
+
+    cfg = BertConfig(vocab_size=np.int64(50), hidden_size=np.int32(32), num_hidden_layers=1,
+                     num_attention_heads=4, intermediate_size=37)
+    assert cfg.hidden_size == 32 and type(cfg.hidden_size) is int and BertConfig.from_json(cfg.to_json()) == cfg
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("hidden_size", "abc", "HuggingFace config hidden_size: expected an integer, got 'abc'"),
+    ("layer_norm_eps", [1], "HuggingFace config layer_norm_eps: expected a number, got [1]"),
+    ("hidden_act", 3, "HuggingFace config hidden_act: expected a str, got 3"),
+])
+def test_hand_edited_hf_configs_name_the_key(tmp_path, key, value, needle):
+    hf = {"model_type": "bert", "vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 1,
+          "num_attention_heads": 4, "intermediate_size": 37, key: value}
+    (tmp_path / "config.json").write_text(json.dumps(hf), encoding="utf-8")
+    with pytest.raises(LRPPruneError) as info:
+        BertConfig.from_hf_config(tmp_path)
+    assert str(info.value) == needle
+    (tmp_path / "config.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(LRPPruneError, match="expected a JSON object of config fields, got 'list'"):
+        BertConfig.from_hf_config(tmp_path)

@@ -149,3 +149,26 @@ def test_gate_ops_graph_mode_eval_train_switch():
     e2 = gate().asnumpy()
     assert np.array_equal(e1, e2) and np.allclose(e1, 0.5)
     assert not np.allclose(t, 0.5)
+
+
+# ---------------------------------------------------------------- values from outside
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"temperature": float("inf")}, "temperature: expected a finite positive number, got inf"),
+    ({"stretch_limits": (float("-inf"), 1.1)}, "stretch_limits: expected a pair (gamma, zeta) of finite numbers"),
+    ({"stretch_limits": (-0.1, float("inf"))}, "stretch_limits: expected a pair (gamma, zeta) of finite numbers"),
+    ({"l0_penalty": 1e39}, "l0_penalty: expected a finite number >= 0 (float32 range), got 1e+39"),
+    ({"l0_penalty": True}, "l0_penalty: expected a finite number >= 0, got True"),
+])
+def test_gate_settings_refuse_non_finite_values(kwargs, needle):
+    with pytest.raises(LRPPruneError) as info:
+        GateSettings(**kwargs)
+    assert str(info.value).startswith(needle)
+
+
+def test_numpy_integer_head_counts_are_integers():
+    import numpy as np
+
+    from lrp_prune.pruning.budget import resolve_target
+
+    gate = HardConcreteGate(np.int64(4), GateSettings())
+    assert gate.num_units == 4 and resolve_target(np.int64(32), 72) == 32

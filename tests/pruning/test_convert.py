@@ -16,6 +16,7 @@ from lrp_prune import (BertClassifier, BertClassifierWithLoss, BertConfig, BertM
                        load_mindir, load_pruned, prune_heads, read_heads_to_prune, save_pruned)
 from lrp_prune.io.checkpoint import load_param_dict, param_dict
 from lrp_prune.io.saved import FILES, safe_unpickle_heads
+from lrp_prune.io.store import STORE_DIR
 from mindspore import Tensor, nn
 
 from helpers import (CLOSED, OPEN, as_tensors, make_pruner, max_diff, random_inputs, random_model, set_log_a,
@@ -116,7 +117,7 @@ def test_save_files_reload_and_pickle(tmp_path):
     cfg = tiny_config()
     log_a = np.array([[OPEN, CLOSED, 0.4, OPEN], [CLOSED] * 4, [1.0, OPEN, CLOSED, -0.5]])
     pruned, gates = check_convert(cfg, log_a, tmp_path=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FILES.values())
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != STORE_DIR) == sorted(FILES.values())
     expected = {0: [1], 1: [0, 1, 2, 3], 2: [2]}
     assert pickle.loads((tmp_path / FILES["heads_pkl"]).read_bytes()) == expected
     assert json.loads((tmp_path / FILES["heads_json"]).read_text()) == {str(k): v for k, v in expected.items()}
@@ -178,7 +179,8 @@ def test_convert_model_with_head_then_train_a_step(tmp_path):
     gated.set_train(False)
     gated_logits = gated(*inputs).asnumpy()
     pruned = pruner.convert(gated, tmp_path)
-    assert pruned is gated and isinstance(pruned, BertClassifier)
+    assert pruned is not gated and isinstance(pruned, BertClassifier)  # the gated model stays gated
+    assert gated.bert.is_gated and max_diff(gated(*inputs), gated_logits) == 0.0
     pruned.set_train(False)
     assert max_diff(pruned(*inputs), gated_logits) < 1e-5
     again = load_pruned(tmp_path)
@@ -235,7 +237,7 @@ def test_interrupted_save_keeps_earlier_save(tmp_path, monkeypatch):
     cfg = tiny_config()
     log_a = np.array([[OPEN, CLOSED, 0.4, OPEN], [CLOSED] * 4, [1.0, OPEN, CLOSED, -0.5]])
     check_convert(cfg, log_a, tmp_path=tmp_path)
-    snapshot = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    snapshot = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
 
     import lrp_prune.io.saved as serialization
 
@@ -246,8 +248,8 @@ def test_interrupted_save_keeps_earlier_save(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         check_convert(cfg, np.full((3, 4), OPEN), tmp_path=tmp_path)
     monkeypatch.undo()
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name not in snapshot]
-    assert leftovers == []
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name not in snapshot and p.name != STORE_DIR]
+    assert leftovers == [] and temp_leftovers(tmp_path) == []
     # the config (written last) still describes the earlier complete save
     assert (tmp_path / FILES["config"]).read_bytes() == snapshot[FILES["config"]]
     assert (tmp_path / FILES["heads_pkl"]).read_bytes() == snapshot[FILES["heads_pkl"]]
@@ -372,3 +374,84 @@ def test_property_convert_save_reload_equals_gated_eval(n_heads, head_size, laye
         assert safe_unpickle_heads((save_dir / FILES["heads_pkl"]).read_bytes()) == heads
         assert temp_leftovers(save_dir) == []
     del gated, pruned, again
+
+
+# ---------------------------------------------------------------- convert leaves the gated model gated
+class UserModel(nn.Cell):
+    """A user's own model with a head, as in the original's docs."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.encoder = random_model(cfg, seed=6, is_training=True)
+        self.head = nn.Dense(cfg.hidden_size, 2)
+        self.notes = {"task": "sentiment"}  # ordinary Python state copies too
+
+    def construct(self, input_ids, token_type_ids, input_mask):
+        return self.head(self.encoder(input_ids, token_type_ids, input_mask)[1])
+
+
+def test_the_originals_sequence_runs_as_written_on_a_users_model(tmp_path):
+    cfg = tiny_config()
+    pruner = make_pruner()
+    model_gated = pruner.apply(UserModel(cfg))
+    mask = model_gated.get_gate_values()  # the original's docs call it on what apply() returned
+    assert mask.shape == (3, 4)
+    set_log_a(model_gated, np.array([[OPEN, CLOSED, 0.4, OPEN], [CLOSED] * 4, [1.0, OPEN, CLOSED, -0.5]]))
+    inputs = as_tensors(random_inputs(cfg))
+    model_gated.set_train(False)
+    before = model_gated(*inputs).asnumpy()
+    prune_model = pruner.convert(model_gated)
+    prune_model = pruner.convert(model_gated, str(tmp_path / "saved"))  # the second convert, to save
+    first = pruner.convert(model_gated)
+    assert type(prune_model) is UserModel and prune_model is not model_gated and prune_model.notes == model_gated.notes
+    assert max_diff(model_gated(*inputs), before) == 0.0 and model_gated.encoder.is_gated  # unchanged, still gated
+    prune_model.set_train(False)
+    first.set_train(False)
+    assert max_diff(prune_model(*inputs), first(*inputs)) == 0.0 and max_diff(prune_model(*inputs), before) < 1e-5
+    assert prune_model.encoder.config.layer_heads == ((0, 2, 3), (), (0, 1, 3))
+    again = load_pruned(tmp_path / "saved", model=UserModel(cfg))
+    again.set_train(False)
+    assert max_diff(again(*inputs), before) < 1e-5
+
+
+def test_convert_twice_and_train_the_gated_model_further():
+    cfg = tiny_config()
+    clf = BertClassifier(cfg, True, num_labels=3)
+    pruner = make_pruner()
+    gated = pruner.apply(clf)
+    first = pruner.convert(gated)
+    net = BertClassifierWithLoss(gated)  # the gated model keeps training after a convert
+    step = nn.TrainOneStepCell(net, nn.Adam(net.trainable_params(), learning_rate=1e-2))
+    step.set_train(True)
+    inputs = as_tensors(random_inputs(cfg, batch=4))
+    labels = Tensor(np.array([0, 1, 2, 0], np.int32))
+    losses = [float(step(*inputs, labels)) for _ in range(3)]
+    assert all(np.isfinite(losses))
+    second = pruner.convert(gated)
+    assert first.config.total_heads == second.config.total_heads == 12 and second is not first
+
+
+def test_a_cell_that_cannot_be_copied_names_the_in_place_option():
+    import threading
+
+    cfg = tiny_config(num_hidden_layers=1)
+    pruner = make_pruner()
+    gated = pruner.apply(UserModel(cfg))
+    gated.lock = threading.Lock()  # Python cannot copy a lock
+    set_log_a(gated, np.array([[OPEN, CLOSED, OPEN, OPEN]]))
+    with pytest.raises(LRPPruneError, match=r"convert\(\.\.\., inplace=True\)"):
+        pruner.convert(gated)
+    assert gated.encoder.is_gated
+    pruned = pruner.convert(gated, inplace=True)
+    assert pruned is gated and not gated.encoder.is_gated and gated.encoder.config.heads_per_layer == (3,)
+
+
+def test_all_heads_closed_is_a_warning_and_a_field_of_the_summary(caplog):
+    cfg = tiny_config(num_hidden_layers=2)
+    pruner = make_pruner()
+    gated = pruner.apply(random_model(cfg))
+    set_log_a(gated, np.full((2, 4), CLOSED))
+    with caplog.at_level("WARNING", logger="lrp_prune.pruning.convert"):
+        pruned = pruner.convert(gated)
+    assert "every head was closed" in caplog.text
+    assert pruned.prune_summary.heads_kept == 0 and "every head was removed" in pruned.prune_summary.warnings[0]

@@ -34,13 +34,23 @@ COMMAND_RECIPES = {"sample": "sample", "prune": "sample", "demo": "demo"}
 
 
 def build_options(command: str, args: argparse.Namespace):
-    """The ``PruneOptions`` of a command: its recipe, then every flag the user gave."""
-    from lrp_prune.app.options import given_options
+    """The ``PruneOptions`` of a command: its recipe, then every flag the user gave.
+
+    Raises:
+        LRPPruneError: a value out of range, named by its flag as typed (``--batch_size: ...``).
+    """
+    from lrp_prune.app.options import flag_of, given_options
     from lrp_prune.app.recipes import recipe
 
     given = given_options(args)
     name = given.pop("recipe", None) or COMMAND_RECIPES[command]
-    return recipe(name).options(**given)
+    try:
+        return recipe(name).options(**given)
+    except LRPPruneError as err:
+        field, sep, rest = str(err).partition(": ")
+        if sep and field in given or field == "recipe":
+            raise LRPPruneError(f"{flag_of(field)}: {rest}") from None
+        raise
 
 
 def _add_flags(parser: argparse.ArgumentParser, command: str) -> None:
@@ -55,19 +65,34 @@ def _setup_logging(verbose: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def _guard(fn: Callable[[], int]) -> int:
-    """Run ``fn``; bad input becomes one line on stderr and exit code 2."""
+def _guard(fn: Callable[[], int], verbose: bool = False) -> int:
+    """Run ``fn``; any failure becomes one ``error: ...`` line on stderr and exit status 2.
+
+    The traceback is printed only with ``--verbose``: bad input is the library's error (its
+    message names the flag, what was expected and what was received), a file-system failure
+    names the path, anything else is reported as an internal error.
+    """
+    import traceback
+
     try:
         return fn()
     except LRPPruneError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
-        print(f"error: {err.filename or ''}: {err.strerror}", file=sys.stderr)
-        return 2
+        message, trace = str(err), traceback.format_exc()
+    except OSError as err:  # a full disk, a missing or unreadable file, a permission
+        path = err.filename or ""
+        message = f"{path}: {err.strerror or err}" if path else f"{type(err).__name__}: {err.strerror or err}"
+        trace = traceback.format_exc()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the CLI's contract: one line, no traceback
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        message = f"internal error: {type(err).__name__}: {first} (run with --verbose for the traceback)"
+        trace = traceback.format_exc()
+    if verbose:
+        print(trace, file=sys.stderr, end="")
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def configure_mindspore(options):
@@ -120,14 +145,15 @@ def sample_parser() -> argparse.ArgumentParser:
         description="Prune BERT attention heads on MNLI/SNLI (LRP: Hard Concrete gates + L0 penalty), "
                     "then physically remove the closed heads.")
     _add_flags(parser, "sample")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks of failures")
     return parser
 
 
 def run_sample(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``samples/run_sample_bert.py``."""
     args = sample_parser().parse_args(argv)
-    _setup_logging()
-    return _guard(lambda: _run_flow("sample", args))
+    _setup_logging(args.verbose)
+    return _guard(lambda: _run_flow("sample", args), args.verbose)
 
 
 # ------------------------------------------------------------------------------------ lrp-prune
@@ -211,6 +237,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lrp_prune.app.options import parse_path, parse_positive_int
+
     parser = _Parser(prog="lrp-prune", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -223,19 +251,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     inspect = sub.add_parser("inspect", help="gates or heads per layer of a gated checkpoint or pruned directory")
     inspect.add_argument("path", help="a pruned directory, or a gated .ckpt")
-    inspect.add_argument("--png", default=None, help="where to write the picture (default: beside the input)")
+    inspect.add_argument("--png", default=None, type=parse_path,
+                         help="where to write the picture (not given or \"\": inspect.png beside the input)")
     inspect.set_defaults(func=_cmd_inspect)
     export = sub.add_parser("export", help="export a pruned directory to MindIR")
     export.add_argument("dir", help="a pruned directory")
-    export.add_argument("--output", default=None, help="the .mindir path (default DIR/pruned_model.mindir)")
-    export.add_argument("--batch_size", type=int, default=1, help="batch size of the exported graph")
-    export.add_argument("--seq_length", type=int, default=None, help="sequence length (default: the config's)")
+    export.add_argument("--output", default=None, type=parse_path,
+                        help="the .mindir path (not given or \"\": DIR/pruned_model.mindir)")
+    export.add_argument("--batch_size", type=parse_positive_int, default=1, help="batch size of the exported graph")
+    export.add_argument("--seq_length", type=parse_positive_int, default=None,
+                        help="sequence length (default: the config's)")
     export.set_defaults(func=_cmd_export)
     bench = sub.add_parser("bench", help="latency of a pruned model vs its original")
     bench.add_argument("dir", help="a pruned directory")
-    bench.add_argument("--batch_size", type=int, default=32, help="batch size")
-    bench.add_argument("--seq_length", type=int, default=64, help="sequence length")
-    bench.add_argument("--repeats", type=int, default=10, help="timed repeats of each model")
+    bench.add_argument("--batch_size", type=parse_positive_int, default=32, help="batch size")
+    bench.add_argument("--seq_length", type=parse_positive_int, default=64, help="sequence length")
+    bench.add_argument("--repeats", type=parse_positive_int, default=10, help="timed repeats of each model")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=_cmd_bench)
     prune = sub.add_parser("prune", help="the sample's flow on your model and data (same flags)")
@@ -248,5 +279,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lrp-prune`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(getattr(args, "verbose", False))
-    return _guard(lambda: args.func(args))
+    verbose = getattr(args, "verbose", False)
+    _setup_logging(verbose)
+    return _guard(lambda: args.func(args), verbose)

@@ -33,7 +33,7 @@ from lrp_prune.pruning.budget import check_target
 from lrp_prune.pruning.lrp import DEFAULT_LOG_A_INIT
 
 __all__ = ["PruneOptions", "MINILM_NAME", "COMMANDS", "option", "add_option_flags", "given_options", "flag_of",
-           "parse_bool", "parse_target", "parse_pair", "parse_ints", "parse_log_a_init", "parse_path",
+           "parse_bool", "parse_target", "parse_pair", "parse_ints", "parse_log_a_init", "parse_path", "parse_positive_int",
            "options_dict"]
 
 MINILM_NAME = "all-MiniLM-L6-v2"
@@ -92,8 +92,22 @@ def parse_log_a_init(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'xavier_uniform', got {text!r}") from None
 
 
+def parse_positive_int(text: str) -> int:
+    """An integer >= 1 (batch sizes, lengths, repeats)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def parse_path(text: str) -> str | None:
-    """A path; the empty string means "not given" (as the original's scripts pass it)."""
+    """A path; the empty string means "not given" (the original's scripts pass ``""`` that way).
+
+    Every path flag says in its help what "not given" does.
+    """
     return text if text.strip() else None
 
 
@@ -149,7 +163,8 @@ class PruneOptions:
     data_sink_steps: int = option(1, "steps per sink (with --enable_data_sink)", group="original", parser=int,
                                   commands=_NOT_DEMO)
     load_checkpoint_path: str | None = option(
-        None, "ModelZoo-named MindSpore checkpoint to start from (BertCLS, BertCLSModel or BertModel)",
+        None, "ModelZoo-named MindSpore checkpoint to start from (BertCLS, BertCLSModel or BertModel); not "
+              "given: the weights of --model (required with a BertConfig JSON)",
         group="original", parser=parse_path)
     save_checkpoint_path: str | None = option(None, "directory of the periodic checkpoints (not given: ./ckpt)",
                                               group="original", parser=parse_path, commands=_NOT_DEMO)
@@ -157,8 +172,9 @@ class PruneOptions:
                                         commands=_NOT_DEMO)
     save_checkpoint_num: int = option(1, "how many periodic checkpoints to keep", group="original", parser=int,
                                       commands=_NOT_DEMO)
-    data_dir: str | None = option(None, "GLUE MNLI dir (train.tsv, dev_matched.tsv) or SNLI jsonl dir; --task "
-                                        "snli without it fetches SNLI from the registry", group="original",
+    data_dir: str | None = option(None, "GLUE MNLI dir (train.tsv, dev_matched.tsv) or SNLI jsonl dir; not given: "
+                                        "--task snli fetches SNLI from the registry, mnli is an error",
+                                  group="original",
                                   parser=parse_path)
     # ---- model and data
     task: str = option("mnli", "the NLI task", group="model", choices=TASKS)
@@ -186,7 +202,7 @@ class PruneOptions:
     finetune_lr: float = option(5e-5, "peak learning rate of the fine-tuning", parser=float)
     finetuned_checkpoint: str | None = option(
         None, "reuse the fine-tuned starting point: load this checkpoint if it exists (fine-tuning skipped), "
-              "else fine-tune and save it here", parser=parse_path)
+              "else fine-tune and save it here; not given: fine-tune every run, save nothing", parser=parse_path)
     train_steps: int | None = option(None, "gated fine-tuning steps (overrides --epoch_size)", parser=int)
     learning_rate: float = option(2e-5, "peak learning rate of the weights in the gated phase", parser=float)
     log_a_lr: float = option(0.1, "learning rate of every log_a (the reference's 0.1)", parser=float)

@@ -90,6 +90,7 @@ class TaskData:
     train: dict[str, np.ndarray]
     evaluation: dict[str, np.ndarray]
     eval_split: str
+    skipped_rows: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> reason -> rows
 
     @property
     def train_pairs(self) -> int:
@@ -225,6 +226,7 @@ class RunReport:
     train_pairs: int
     eval_pairs: int
     eval_split: str
+    skipped_rows: dict[str, dict[str, int]]
     total_heads: int
     target_heads: int | None
     finetuning: Finetuning
@@ -261,6 +263,7 @@ class RunReport:
         """The report as plain JSON (report.json); the pruned model is left out."""
         out: dict[str, Any] = {"options": options_dict(self.options), "train_pairs": self.train_pairs,
                                "eval_pairs": self.eval_pairs, "eval_split": self.eval_split,
+                               "data": {"skipped_rows": self.skipped_rows},
                                "total_heads": self.total_heads, "target_heads": self.target_heads}
         if self.finetuning.loaded_from is not None:
             out["finetuned_from"] = self.finetuning.loaded_from
@@ -285,8 +288,8 @@ class RunReport:
                    heads_removed={str(k): v for k, v in s.heads_removed.items()}, kept_heads=s.kept_heads,
                    params_before=s.params_before, params_after=s.params_after,
                    attention_flops_before=s.attention_flops_before, attention_flops_after=s.attention_flops_after,
-                   latency=self.latency.to_dict(), timings=self.timings, wall_time_s=self.wall_time_s,
-                   save_dir_path=self.save_dir_path)
+                   warnings=s.warnings, latency=self.latency.to_dict(), timings=self.timings,
+                   wall_time_s=self.wall_time_s, save_dir_path=self.save_dir_path)
         return out
 
 
@@ -370,9 +373,10 @@ def load_data(options: PruneOptions, loaded: Loaded, runtime: Runtime = Runtime(
     if runtime.group > 1:
         train = shard(train, runtime.group, runtime.rank)
     vocab_size = loaded.config.vocab_size
+    skipped = {name: dict(examples.skipped) for name, examples in splits.items() if examples.skipped}
     data = TaskData(encode_examples(loaded.tokenizer, train, options.max_seq_length, vocab_size),
                     encode_examples(loaded.tokenizer, evaluation, options.max_seq_length, vocab_size),
-                    options.eval_split_name)
+                    options.eval_split_name, skipped)
     logger.info("data: %d training pairs (rank %d/%d), %d %s pairs", data.train_pairs, runtime.rank, runtime.group,
                 data.eval_pairs, data.eval_split)
     return data
@@ -587,7 +591,7 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     training = train_gated(options, gating, data, runtime)
     timings["gated_train_s"] = training.seconds
     report = RunReport(options=options, train_pairs=data.train_pairs, eval_pairs=data.eval_pairs,
-                       eval_split=data.eval_split, total_heads=cfg.num_hidden_layers * cfg.num_attention_heads,
+                       eval_split=data.eval_split, skipped_rows=data.skipped_rows, total_heads=cfg.num_hidden_layers * cfg.num_attention_heads,
                        target_heads=gating.target, finetuning=finetuning, training=training, rank=runtime.rank,
                        timings=timings)
     if not runtime.is_main:  # other ranks only train; rank 0 evaluates, converts and writes

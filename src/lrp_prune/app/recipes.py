@@ -32,12 +32,20 @@ __all__ = ["Recipe", "RECIPES", "DEMO", "DEMO_FULL", "SAMPLE", "recipe"]
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named set of ``PruneOptions`` values.
+    """A named set of ``PruneOptions`` values: the demo's recipe is ``lrp_prune.app.recipes.DEMO``.
 
     Attributes:
         name: how the CLI and reports call it.
         description: one line for ``--help`` and the docs.
         values: ``PruneOptions`` field -> value, on top of the defaults.
+
+    Example:
+        >>> from lrp_prune.app.recipes import DEMO
+        >>> DEMO.values["l0_penalty"], DEMO.values["finetune_steps"], DEMO.values["train_steps"]
+        (0.012, 230, 190)
+        >>> mine = DEMO.options(model="/models/my-bert", task="mnli", data_dir="/data/MNLI", seed=3)
+        >>> mine.learning_rate, mine.log_a_lr, mine.seed
+        (0.0001, 0.1, 3)
     """
 
     name: str

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from mindspore import nn
 
-from lrp_prune.errors import LRPPruneError, expect
+from lrp_prune.errors import LRPPruneError, check_int
 from lrp_prune.io.checkpoint import load_checkpoint, read_checkpoint
-from lrp_prune.io.saved import FILES, load_pruned, read_json, read_pruned_info
+from lrp_prune.io.saved import FILES, load_pruned, read_json, read_pruned_info, saved_files
 from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss, BertModel, the_bert
 from lrp_prune.network.config import BertConfig
 from lrp_prune.network.gates import HEADS, grid_from_checkpoint
@@ -44,7 +44,7 @@ def inspect_saved(path: str | Path) -> tuple[np.ndarray, str]:
         values = np.zeros((cfg.num_hidden_layers, cfg.num_attention_heads))
         for i in range(cfg.num_hidden_layers):
             values[i, list(cfg.heads_of(i))] = 1.0
-        summary_path = path / FILES["summary"]
+        summary_path = saved_files(path)["summary"]
         if summary_path.is_file():
             gates = read_json(summary_path).get("gate_values")
             if gates is not None:
@@ -73,11 +73,12 @@ def bench_saved(save_dir_path: str | Path, *, batch_size: int = 32, seq_length: 
     The original's weights come from ``gated_model.ckpt`` when present (the values do
     not change the timing, so random weights stand in otherwise).
     """
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    repeats = check_int(repeats, "repeats", minimum=1)
     save_dir = Path(save_dir_path)
     pruned = load_pruned(save_dir)
     bert = the_bert(pruned, "bench")
-    expect(seq_length <= bert.config.max_position_embeddings, "seq_length",
-           f"at most max_position_embeddings ({bert.config.max_position_embeddings})", seq_length)
+    seq_length = check_int(seq_length, "seq_length", minimum=1, maximum=bert.config.max_position_embeddings)
     info = read_pruned_info(save_dir)
     full = bert.config.with_layer_heads(None)
     if isinstance(pruned, BertModel):
@@ -87,7 +88,7 @@ def bench_saved(save_dir_path: str | Path, *, batch_size: int = 32, seq_length: 
         original = BertClassifier(full, False, num_labels=int(head["num_labels"]), pooling=head.get("pooling", "pooler"))
         if isinstance(pruned, BertClassifierWithLoss):
             pruned = pruned.bert
-    gated_ckpt = save_dir / FILES["gated"]
+    gated_ckpt = saved_files(save_dir)["gated"]
     if gated_ckpt.is_file():
         load_checkpoint(gated_ckpt, original, strict=False)
     times = compare_latency(original, pruned, batch_size, seq_length, repeats)

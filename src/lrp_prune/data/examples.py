@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 
@@ -40,12 +41,15 @@ class NLIExamples:
         labels: (N,) int32 ids into :data:`NLI_LABELS`, read-only.
         groups: N keys of the premise each pair belongs to (SNLI ``captionID``,
             MNLI ``promptID``), used by :func:`grouped_split`.
+        skipped: rows the reader skipped, counted by reason (``{"no gold label ('-')": 785}``);
+            only the examples a reader returns carry it (a subset starts empty).
     """
 
     premises: tuple[str, ...]
     hypotheses: tuple[str, ...]
     labels: np.ndarray
     groups: tuple[str, ...]
+    skipped: Mapping[str, int] = dataclass_field(default_factory=dict)
 
     def __post_init__(self) -> None:
         premises, hypotheses, groups = tuple(self.premises), tuple(self.hypotheses), tuple(self.groups)
@@ -62,6 +66,7 @@ class NLIExamples:
         object.__setattr__(self, "hypotheses", hypotheses)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "skipped", dict(self.skipped))
 
     def __len__(self) -> int:
         return len(self.premises)

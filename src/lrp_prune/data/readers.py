@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import io
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import numpy as np
 
 from lrp_prune.data.examples import LABEL_TO_ID, NLI_LABELS, NLIExamples
 from lrp_prune.errors import LRPPruneError, check_int, expect
+from lrp_prune.textfiles import read_text
 
 __all__ = ["TASKS", "load_task", "read_glue_mnli_tsv", "read_snli_jsonl"]
 
@@ -45,7 +47,7 @@ def _examples_or_raise(
             f"(dropped {dict(dropped)})"
         )
     premises, hypotheses, labels, groups = zip(*rows)
-    return NLIExamples(premises, hypotheses, np.array(labels, dtype=np.int32), groups)
+    return NLIExamples(premises, hypotheses, np.array(labels, dtype=np.int32), groups, skipped=dict(dropped))
 
 
 def _label_id(raw: str, dropped: collections.Counter[str]) -> int | None:
@@ -67,8 +69,9 @@ def read_snli_jsonl(path: str | os.PathLike[str], limit: int | None = None) -> N
     """Read an SNLI 1.0 jsonl file (keys ``gold_label``, ``sentence1``, ``sentence2``, ``captionID``).
 
     Pairs whose ``gold_label`` is ``"-"`` (no annotator majority) or not in
-    :data:`NLI_LABELS` are dropped; the counts are logged at INFO. The group is the
-    ``captionID`` (the premise's image caption), or the premise text if absent.
+    :data:`NLI_LABELS`, or whose sentence is null, are skipped; the counts by reason are
+    logged at INFO and kept in ``examples.skipped``. The group is the ``captionID`` (the
+    premise's image caption), or the premise text if absent.
 
     Args:
         path: the jsonl file.
@@ -86,30 +89,32 @@ def read_snli_jsonl(path: str | os.PathLike[str], limit: int | None = None) -> N
     required = ("gold_label", "sentence1", "sentence2")
     rows: list[tuple[str, str, int, str]] = []
     dropped: collections.Counter[str] = collections.Counter()
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if limit is not None and len(rows) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise LRPPruneError(
-                    f"{path}:{line_no}: expected a JSON object, got invalid JSON ({err})"
-                ) from None
-            expect(isinstance(record, dict), f"{path}:{line_no}", "a JSON object", record)
-            missing = [k for k in required if k not in record]
-            if missing:
-                raise LRPPruneError(
-                    f"{path}:{line_no}: expected keys {list(required)}, missing {missing} "
-                    f"(found {sorted(record)})"
-                )
-            label = _label_id(str(record["gold_label"]), dropped)
-            if label is None:
-                continue
-            premise, hypothesis = str(record["sentence1"]), str(record["sentence2"])
-            rows.append((premise, hypothesis, label, str(record.get("captionID", premise))))
+    for line_no, line in enumerate(read_text(path, "SNLI file").splitlines(), start=1):
+        if limit is not None and len(rows) >= limit:
+            break
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise LRPPruneError(
+                f"{path}:{line_no}: expected a JSON object, got invalid JSON ({err})"
+            ) from None
+        expect(isinstance(record, dict), f"{path}:{line_no}", "a JSON object", record)
+        missing = [k for k in required if k not in record]
+        if missing:
+            raise LRPPruneError(
+                f"{path}:{line_no}: expected keys {list(required)}, missing {missing} "
+                f"(found {sorted(record)})"
+            )
+        premise, hypothesis = record["sentence1"], record["sentence2"]
+        if not isinstance(premise, str) or not isinstance(hypothesis, str):
+            dropped["a null or non-text sentence"] += 1
+            continue
+        label = _label_id(str(record["gold_label"]), dropped)
+        if label is None:
+            continue
+        rows.append((premise, hypothesis, label, str(record.get("captionID") or premise)))
     return _examples_or_raise(path, rows, dropped)
 
 
@@ -119,7 +124,8 @@ def read_glue_mnli_tsv(path: str | os.PathLike[str]) -> NLIExamples:
     Columns are found by header name: ``sentence1``, ``sentence2``, ``gold_label``;
     the group is ``promptID`` (else ``pairID``, else the premise text). Quoting is
     off (``csv.QUOTE_NONE``): GLUE's files contain unbalanced quotes. Rows with an
-    unknown label or too few fields are dropped and counted.
+    unknown label, or with more or fewer fields than the header (a tab inside a field would
+    shift every column after it), are skipped and counted by reason, never read misaligned.
 
     Args:
         path: the tsv file, with a header row.
@@ -135,36 +141,36 @@ def read_glue_mnli_tsv(path: str | os.PathLike[str]) -> NLIExamples:
     required = ("sentence1", "sentence2", "gold_label")
     rows: list[tuple[str, str, int, str]] = []
     dropped: collections.Counter[str] = collections.Counter()
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        try:
-            header = [name.strip() for name in next(reader)]
-        except StopIteration:
-            raise LRPPruneError(f"{path}: expected a header row, got an empty file") from None
-        missing = [name for name in required if name not in header]
-        if missing:
-            raise LRPPruneError(
-                f"columns of {path}: expected {list(required)}, missing {missing}; "
-                f"found {header}"
-            )
-        # GLUE's train.tsv has label1 then gold_label last; dev has label1..label5 then gold_label.
-        col_a, col_b, col_label = (header.index(name) for name in required)
-        col_group = next((header.index(n) for n in ("promptID", "pairID") if n in header), col_a)
-        width = max(col_a, col_b, col_label, col_group) + 1
-        try:
-            for fields in reader:
-                if not fields or fields == [""]:
-                    continue
-                if len(fields) < width:
-                    dropped["too few fields"] += 1
-                    continue
-                label = _label_id(fields[col_label], dropped)
-                if label is not None:
-                    rows.append((fields[col_a], fields[col_b], label, fields[col_group]))
-        except csv.Error as err:
-            raise LRPPruneError(
-                f"{path}:{reader.line_num}: expected tab-separated fields, got {err}"
-            ) from None
+    reader = csv.reader(io.StringIO(read_text(path, "MNLI file"), newline=""), delimiter="\t",
+                        quoting=csv.QUOTE_NONE)
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise LRPPruneError(f"{path}: expected a header row, got an empty file") from None
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise LRPPruneError(
+            f"columns of {path}: expected {list(required)}, missing {missing}; "
+            f"found {header}"
+        )
+    # GLUE's train.tsv has label1 then gold_label last; dev has label1..label5 then gold_label.
+    col_a, col_b, col_label = (header.index(name) for name in required)
+    col_group = next((header.index(n) for n in ("promptID", "pairID") if n in header), col_a)
+    try:
+        for fields in reader:
+            if not fields or fields == [""]:
+                continue
+            if len(fields) != len(header):  # a tab inside a field, or a cut line: never read misaligned
+                dropped["more fields than the header (a tab inside a field?)" if len(fields) > len(header)
+                        else "fewer fields than the header"] += 1
+                continue
+            label = _label_id(fields[col_label], dropped)
+            if label is not None:
+                rows.append((fields[col_a], fields[col_b], label, fields[col_group]))
+    except csv.Error as err:
+        raise LRPPruneError(
+            f"{path}:{reader.line_num}: expected tab-separated fields, got {err}"
+        ) from None
     return _examples_or_raise(path, rows, dropped)
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from tokenizers import BertWordPieceTokenizer, Tokenizer
 
 from lrp_prune.errors import LRPPruneError, expect
+from lrp_prune.textfiles import read_text
 
 __all__ = ["PairTokenizer", "truncate_pair_lengths", "encode_examples"]
 
@@ -84,7 +85,20 @@ def truncate_pair_lengths(
 
 
 class PairTokenizer:
-    """BERT WordPiece tokenizer producing padded int32 arrays for (pairs of) sentences.
+    """BERT WordPiece tokenizer producing padded int32 arrays for single sentences or pairs.
+
+    ``encode(texts)`` (or ``encode(texts, None)``) encodes single sentences as
+    ``[CLS] a [SEP]``, e.g. for a sentiment classifier; ``encode(first, second)`` encodes
+    pairs as ``[CLS] a [SEP] b [SEP]`` (NLI, paraphrase).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> vocab = pathlib.Path(tempfile.mkdtemp()) / "vocab.txt"
+        >>> _ = vocab.write_text("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "great", "film"]))
+        >>> tok = PairTokenizer(vocab, max_seq_length=6)
+        >>> enc = tok.encode(["Great film", "film"])           # single sentences
+        >>> enc["input_ids"].tolist(), enc["lengths"].tolist()
+        ([[2, 4, 5, 3, 0, 0], [2, 5, 3, 0, 0, 0]], [4, 3])
 
     Args:
         vocab_file: a BERT ``vocab.txt`` (one token per line, id = line number);
@@ -106,10 +120,14 @@ class PairTokenizer:
         vocab_file = Path(vocab_file)
         expect(vocab_file.is_file(), "vocab_file", "an existing vocab.txt", str(vocab_file))
         _check_max_seq_length(max_seq_length)
-        with vocab_file.open(encoding="utf-8") as handle:
-            tokens = {line.rstrip("\r\n") for line in handle}
-        _check_specials(str(vocab_file), [tok for tok in _SPECIAL if tok not in tokens])
-        tokenizer = BertWordPieceTokenizer(str(vocab_file), lowercase=lowercase)
+        lines = read_text(vocab_file, "vocab_file").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # the newline ending the last line
+        # id = line number, the token stripped at its end, a later duplicate winning: as BERT's
+        # load_vocab and the tokenizers library's own reader (which would keep a BOM in the first token)
+        vocab = {line.rstrip(): index for index, line in enumerate(lines)}
+        _check_specials(str(vocab_file), [tok for tok in _SPECIAL if tok not in vocab])
+        tokenizer = BertWordPieceTokenizer(vocab, lowercase=lowercase)
         self._init(tokenizer, str(vocab_file), max_seq_length)
         self.lowercase = lowercase
 
@@ -142,7 +160,13 @@ class PairTokenizer:
             str(model_dir),
         )
         _check_max_seq_length(max_seq_length)
-        tokenizer = Tokenizer.from_file(str(tok_json))
+        try:
+            tokenizer = Tokenizer.from_str(read_text(tok_json, "tokenizer.json"))
+        except Exception as err:  # the Rust parser raises its own Exception type
+            if isinstance(err, LRPPruneError):
+                raise
+            raise LRPPruneError(f"tokenizer.json: expected a HuggingFace tokenizers file, got {str(tok_json)!r} "
+                                f"that does not parse ({str(err)[:160]})") from None
         tokenizer.no_padding()
         tokenizer.no_truncation()
         self = cls.__new__(cls)
@@ -281,7 +305,7 @@ def _check_texts(field: str, texts: object) -> list[str]:
 def _json_lowercase(tokenizer_json: Path) -> bool | None:
     """The ``lowercase`` flag of a BertNormalizer in ``tokenizer.json``, if any."""
     try:
-        spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+        spec = json.loads(read_text(tokenizer_json, "tokenizer.json"))
     except (OSError, ValueError) as err:
         logger.warning("could not read %s: %s", tokenizer_json, err)
         return None

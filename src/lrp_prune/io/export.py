@@ -53,7 +53,13 @@ def export_mindir(model: nn.Cell, path: str | Path, batch_size: int = 1, seq_len
     with atomic_path(path) as tmp:
         base = str(tmp)[: -len(".tmp")] + ".export"
         try:
-            ms.export(model, *_dummy_inputs(batch_size, seq_length), file_name=base, file_format="MINDIR")
+            try:
+                ms.export(model, *_dummy_inputs(batch_size, seq_length), file_name=base, file_format="MINDIR")
+            except (OSError, RuntimeError) as err:  # a full disk is a RuntimeError from MindSpore's writer
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise LRPPruneError(f"MindIR {str(path)!r}: expected to write the file, got {type(err).__name__}: "
+                                    f"{first[:200]} (is the disk full?); the earlier file, if any, is unchanged") \
+                    from None
             os.replace(base + ".mindir", tmp)
         finally:
             if os.path.exists(base + ".mindir"):

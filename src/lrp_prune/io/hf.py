@@ -113,11 +113,21 @@ def load_hf_bert(model_dir: str | Path, *, is_training: bool = False, seq_length
 
     Args:
         model_dir: a directory with ``config.json`` and ``model.safetensors``.
-        is_training: dropout on or off.
+        is_training: ``False`` (the default) builds the model with every dropout probability at 0
+            (ModelZoo semantics): right for evaluation, export, and for gating a model that is
+            already fine-tuned with a deterministic start. Pass ``True`` when you will fine-tune it
+            (the config's ``hidden_dropout_prob`` and ``attention_probs_dropout_prob`` then apply
+            in ``set_train(True)``); it cannot be switched on later without rebuilding.
         seq_length: overrides the config's default sequence length (exports, dummy inputs).
 
     Returns:
         ``(model, config)``.
+
+    Example:
+        >>> from lrp_prune.io.assets import fetch_minilm        # doctest: +SKIP
+        >>> model, cfg = load_hf_bert(fetch_minilm(), is_training=True)  # doctest: +SKIP
+        >>> cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_dropout_prob  # doctest: +SKIP
+        (6, 12, 0.1)
     """
     from dataclasses import replace
 

@@ -1,6 +1,6 @@
 """What ``convert()`` leaves on disk and how to read it back.
 
-A pruned directory holds (each file written to a temporary name, then renamed):
+A pruned directory holds, at its top (the names downstream tools read):
 
 ================================  ================================================
 ``gated_model.ckpt``              the model before pruning, with its ``log_a``
@@ -12,9 +12,14 @@ A pruned directory holds (each file written to a temporary name, then renamed):
 ``summary.json``                  :class:`~lrp_prune.pruning.summary.PruningSummary`
 ================================  ================================================
 
+A save is committed all at once (:mod:`lrp_prune.io.store`): a kill at any instant leaves
+the complete earlier save or the complete new one, which :func:`load_pruned` reads through
+the committed manifest; files the library did not write are never overwritten. Directories
+written before the store existed (these files only) load as before.
+
 The library never unpickles a file the user did not ask it to trust:
-:func:`read_heads_to_prune` reads the JSON twin, and :func:`safe_unpickle_heads`
-accepts only dicts, lists and ints.
+:func:`read_heads_to_prune` reads the JSON twin (and checks that the pickle agrees, with
+:func:`safe_unpickle_heads`, which accepts only dicts, lists and ints).
 """
 
 from __future__ import annotations
@@ -22,17 +27,15 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import pickle
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from mindspore import nn
 
-from lrp_prune.io.checkpoint import (atomic_write_bytes, atomic_write_text, check_writable_dir, load_checkpoint,
-                                     save_checkpoint, save_param_dict)
+from lrp_prune.io.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, save_param_dict
+from lrp_prune.io.store import commit_files, committed_files
+from lrp_prune.textfiles import read_json_file
 from lrp_prune.network.config import BertConfig
 from lrp_prune.errors import LRPPruneError, expect
 from lrp_prune.network.bert import (BertClassifier, BertClassifierWithLoss, BertModel, find_bert, prune_heads,
@@ -46,6 +49,7 @@ __all__ = [
     "safe_unpickle_heads",
     "read_json",
     "read_pruned_info",
+    "saved_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,14 +97,16 @@ def save_pruned(model: nn.Cell, save_dir_path: str | Path, *, heads_to_prune: di
         gated_layer_heads: the gated model's ``layer_heads`` (recorded so ``inspect`` can place
             the gates of a model that was pruned before it was gated).
 
-    Every file is first written into a staging directory inside ``save_dir_path``; only when
-    all are complete are they renamed into place (the old config first removed, the new one
-    renamed last). An exception or ``KeyboardInterrupt`` while writing leaves the earlier save
-    untouched; one during the renames leaves no config, so ``load_pruned`` says the save is
-    incomplete instead of mixing two saves.
+    The files are committed all at once (:func:`~lrp_prune.io.store.commit_files`): a kill or
+    an error at any point leaves the earlier save complete and loadable, and a file of one of
+    these names that the library did not write is never overwritten (the save is refused).
 
     Returns:
         The directory.
+
+    Raises:
+        LRPPruneError: a gated model, a directory that cannot be written, or files in it that
+            the library did not write.
     """
     save_dir = check_writable_dir(save_dir_path)
     bert = the_bert(model, "save_pruned")
@@ -112,41 +118,54 @@ def save_pruned(model: nn.Cell, save_dir_path: str | Path, *, heads_to_prune: di
         heads_to_prune = {i: [h for h in range(cfg.num_attention_heads) if h not in cfg.heads_of(i)]
                           for i in range(cfg.num_hidden_layers)}
     heads = {int(k): [int(h) for h in v] for k, v in heads_to_prune.items()}
-    staging = Path(tempfile.mkdtemp(prefix=".staging.", suffix=".tmp", dir=save_dir))
-    try:
-        if gated_params is not None:
-            save_param_dict(gated_params, staging / FILES["gated"])
-        save_checkpoint(model, staging / FILES["model"])
-        atomic_write_text(staging / FILES["heads_json"], json.dumps({str(k): v for k, v in heads.items()}))
-        atomic_write_bytes(staging / FILES["heads_pkl"], pickle.dumps(heads, protocol=4))
-        if summary is not None:
-            atomic_write_text(staging / FILES["summary"], summary.to_json())
-        info = _describe_model(model)
-        if gated_params is not None and gated_layer_heads is not None:
-            info["gated_layer_heads"] = [list(h) for h in gated_layer_heads]
-        atomic_write_text(staging / FILES["config"], json.dumps(info, indent=2))
-        # commit: without a config the directory reads as incomplete, never as a mix of two saves
-        (save_dir / FILES["config"]).unlink(missing_ok=True)
-        for key in ("gated", "model", "heads_json", "heads_pkl", "summary", "config"):
-            staged, final = staging / FILES[key], save_dir / FILES[key]
-            if staged.exists():
-                os.replace(staged, final)
-            elif key in ("gated", "summary"):
-                final.unlink(missing_ok=True)  # a stale file of an earlier save
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    info = _describe_model(model)
+    if gated_params is not None and gated_layer_heads is not None:
+        info["gated_layer_heads"] = [list(h) for h in gated_layer_heads]
+    files: dict[str, Any] = {}
+    if gated_params is not None:
+        files[FILES["gated"]] = lambda path: save_param_dict(gated_params, path)
+    files[FILES["model"]] = lambda path: save_checkpoint(model, path)
+    files[FILES["heads_json"]] = json.dumps({str(k): v for k, v in heads.items()}).encode("utf-8")
+    files[FILES["heads_pkl"]] = pickle.dumps(heads, protocol=4)
+    if summary is not None:
+        files[FILES["summary"]] = summary.to_json().encode("utf-8")
+    files[FILES["config"]] = json.dumps(info, indent=2).encode("utf-8")
+    commit_files(save_dir, files, ours=tuple(FILES.values()), legacy_marker=_is_first_format_save)
     logger.info("saved the pruned model to %s", save_dir)
     return save_dir
+
+
+def _is_first_format_save(directory: Path) -> bool:
+    """A directory saved before the store existed: its ``pruned_config.json`` is this library's."""
+    try:
+        info = json.loads((directory / FILES["config"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("format") == _FORMAT
+
+
+def saved_files(save_dir_path: str | Path) -> dict[str, Path]:
+    """Where each file of a pruned directory is read from: ``{FILES key: path}``.
+
+    The committed set when the directory has one (checked against its manifest), else the
+    top-level files of a directory written before the store existed. A file that is gone
+    maps to the path it should be at, so the reader that needs it names it.
+    """
+    save_dir = Path(save_dir_path)
+    missing: dict[str, Path] = {}
+    committed = committed_files(save_dir, missing_out=missing)
+    if committed or missing:
+        by_name = {**missing, **committed}
+    else:
+        by_name = {name: save_dir / name for name in FILES.values() if (save_dir / name).is_file()}
+    return {key: by_name.get(name, save_dir / name) for key, name in FILES.items()}
 
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file of a pruned directory; a clear error if it is missing or invalid."""
     if not path.is_file():
         raise LRPPruneError(f"{path.name}: expected the file {str(path)!r} in the pruned directory, got no such file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise LRPPruneError(f"{str(path)!r}: expected valid JSON, got a parse error ({err})") from None
+    return read_json_file(path, path.name)
 
 
 def load_pruned(save_dir_path: str | Path, model: nn.Cell | None = None, *, is_training: bool = False) -> nn.Cell:
@@ -192,7 +211,7 @@ def load_pruned(save_dir_path: str | Path, model: nn.Cell | None = None, *, is_t
     else:
         raise LRPPruneError(f"{FILES['config']} kind: expected BertModel, BertClassifier, "
                             f"BertClassifierWithLoss or custom, got {kind!r}")
-    ckpt = save_dir / FILES["model"]
+    ckpt = saved_files(save_dir)["model"]
     if not ckpt.is_file():
         raise LRPPruneError(f"{FILES['model']}: expected the file {str(ckpt)!r} in the pruned directory, "
                             "got no such file")
@@ -205,7 +224,7 @@ def read_pruned_info(save_dir_path: str | Path) -> dict[str, Any]:
     """The checked ``pruned_config.json`` of a pruned directory (format, version, ``bert_config``)."""
     save_dir = Path(save_dir_path)
     expect(save_dir.is_dir(), "save_dir_path", "an existing pruned-model directory", str(save_dir))
-    info = read_json(save_dir / FILES["config"])
+    info = read_json(saved_files(save_dir)["config"])
     expect(isinstance(info, dict) and info.get("format") == _FORMAT, FILES["config"],
            f"a JSON object with format {_FORMAT!r}", info if not isinstance(info, dict) else info.get("format"))
     expect(info.get("version") == _VERSION, f"{FILES['config']} version", str(_VERSION), info.get("version"))
@@ -238,14 +257,23 @@ def safe_unpickle_heads(data: bytes) -> dict[int, list[int]]:
 def read_heads_to_prune(path: str | Path) -> dict[int, list[int]]:
     """Read ``{layer: [heads]}`` from a pruned directory (or a ``.json``/``.pkl`` file).
 
-    A directory or a ``.pkl`` path is read through its JSON twin when it exists;
-    a ``.pkl`` with no twin goes through :func:`safe_unpickle_heads`.
+    A directory or a ``.pkl`` path is read through its JSON twin when it exists, and the
+    pickle is checked to say the same (with :func:`safe_unpickle_heads`: no code runs);
+    a ``.pkl`` with no twin goes through :func:`safe_unpickle_heads` alone.
+
+    Raises:
+        LRPPruneError: an unreadable file, or a JSON twin that disagrees with its pickle
+            (naming both files).
     """
     path = Path(path)
+    pickle_path = None
     if path.is_dir():
-        path = path / FILES["heads_json"]
-    if path.suffix == ".pkl" and path.with_suffix(".json").is_file():
-        path = path.with_suffix(".json")
+        files = saved_files(path)
+        pickle_path, path = files["heads_pkl"], files["heads_json"]  # the twin, never a fallback to the pickle
+    elif path.suffix == ".pkl" and path.with_suffix(".json").is_file():
+        pickle_path, path = path, path.with_suffix(".json")
+    elif path.suffix == ".json" and path.with_suffix(".pkl").is_file():
+        pickle_path = path.with_suffix(".pkl")
     if path.suffix == ".pkl":
         expect(path.is_file(), "heads_to_prune", "an existing file", str(path))
         return safe_unpickle_heads(path.read_bytes())
@@ -253,6 +281,16 @@ def read_heads_to_prune(path: str | Path) -> dict[int, list[int]]:
     ok = isinstance(data, dict) and all(isinstance(v, list) for v in data.values())
     expect(ok, str(path), "a JSON object {layer: [head indices]}", data)
     try:
-        return {int(k): [int(h) for h in v] for k, v in data.items()}
+        heads = {int(k): [int(h) for h in v] for k, v in data.items()}
     except (TypeError, ValueError):
         raise LRPPruneError(f"{str(path)!r}: expected integer layers and heads, got {data!r}") from None
+    if pickle_path is not None and pickle_path.is_file():
+        try:
+            pickled = safe_unpickle_heads(pickle_path.read_bytes())
+        except LRPPruneError as err:
+            raise LRPPruneError(f"heads_to_prune: expected {str(pickle_path)!r} to be the plain pickle twin of "
+                                f"{str(path)!r}, got one that cannot be read safely ({err})") from None
+        if {k: sorted(v) for k, v in pickled.items()} != {k: sorted(v) for k, v in heads.items()}:
+            raise LRPPruneError(f"heads_to_prune: expected {str(path)!r} and its pickle {str(pickle_path)!r} to "
+                                f"say the same, got {heads} and {pickled}; one was edited after the save")
+    return heads

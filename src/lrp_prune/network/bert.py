@@ -34,8 +34,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
-from typing import Sequence
+import threading
+from typing import Any, Iterator, Sequence
 
 import mindspore as ms
 import numpy as np
@@ -51,6 +54,7 @@ __all__ = [
     "BertModel",
     "Dropout",
     "check_inputs",
+    "random_init_off",
     "BertClassifier",
     "BertClassifierWithLoss",
     "POOLINGS",
@@ -83,6 +87,28 @@ class Activation(nn.Cell):
         return ops.gelu(x, approximate=self.approximate)
 
 
+_INIT = threading.local()
+
+
+@contextlib.contextmanager
+def random_init_off() -> Iterator[None]:
+    """Build cells with zero-filled weights instead of the truncated-normal init.
+
+    For models whose every value is loaded right after (``convert()`` building the pruned
+    model from sliced weights): the random init of BERT-base costs seconds.
+    """
+    previous = getattr(_INIT, "off", False)
+    _INIT.off = True
+    try:
+        yield
+    finally:
+        _INIT.off = previous
+
+
+def _weight_init(config: BertConfig):
+    return "zeros" if getattr(_INIT, "off", False) else TruncatedNormal(config.initializer_range)
+
+
 def make_dense(in_features: int, out_features: int, config: BertConfig, *,
                weight: np.ndarray | None = None, bias: np.ndarray | None = None,
                activation: nn.Cell | None = None) -> nn.Dense:
@@ -92,7 +118,7 @@ def make_dense(in_features: int, out_features: int, config: BertConfig, *,
     """
     dtype = _ms_dtype(config.dtype)
     if weight is None:
-        weight_init = TruncatedNormal(config.initializer_range)
+        weight_init = _weight_init(config)
     else:
         expect(weight.shape == (out_features, in_features), "dense weight",
                f"shape {(out_features, in_features)}", weight.shape)
@@ -140,36 +166,121 @@ class Dropout(nn.Cell):
         return x * keep * self.scale
 
 
-def check_inputs(config: BertConfig, input_ids, token_type_ids, input_mask) -> None:
-    """Check one batch of inputs (numpy arrays or Tensors) against ``config`` before a model call.
+def _host_array(value: Any, name: str) -> np.ndarray:
+    if hasattr(value, "asnumpy"):
+        return value.asnumpy()
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError):
+        raise LRPPruneError(f"{name}: expected an integer array or Tensor, got {type(value).__name__}") from None
 
-    In GRAPH_MODE an id out of range only surfaces inside MindSpore's CPU Gather kernel
-    (a RuntimeError, and the next step of that graph fails too); this names the problem.
+
+def check_inputs(config: BertConfig | nn.Cell, input_ids, token_type_ids, input_mask, label_ids=None,
+                 num_labels: int | None = None) -> None:
+    """Check one batch (numpy arrays or Tensors) against ``config`` before it reaches MindSpore.
+
+    The library's models run this on every top-level call (see :class:`BertModel`); call it
+    yourself where the library cannot: before a step of your own compiled graph (a
+    ``TrainOneStepCell`` around a BertModel runs the graph without a host-side check). An
+    out-of-range id is otherwise a RuntimeError deep in MindSpore's Gather kernel that leaves
+    the compiled graph failing on every later call (GRAPH_MODE), or a crash of the process
+    (PYNATIVE_MODE); a negative id is silently read from the end of the table.
+
+    Args:
+        config: the model's config, or the model itself (a BertModel, a classifier, or any Cell
+            holding one BertModel; its ``num_labels``, if it has one, checks the labels).
+        input_ids, token_type_ids, input_mask: ``(batch, seq_length)`` integer arrays.
+        label_ids: optional ``(batch,)`` integer class ids, checked against ``num_labels``.
+        num_labels: the number of classes (with ``label_ids``).
 
     Raises:
-        LRPPruneError: not 2-D integer arrays of one shape; more tokens than
-            ``max_position_embeddings``; ids outside ``[0, vocab_size)`` or token types
-            outside ``[0, type_vocab_size)``; a mask with values other than 0 and 1.
+        LRPPruneError: naming the argument, what was expected and what was received:
+            not 2-D integer arrays of one shape, an empty batch or sequence, more tokens than
+            ``max_position_embeddings``, ids outside ``[0, vocab_size)``, token types outside
+            ``[0, type_vocab_size)``, a mask with values other than 0 and 1, labels of another
+            shape or outside ``[0, num_labels)``.
+
+    Example:
+        >>> cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+        ...                  intermediate_size=37, seq_length=8)
+        >>> ids = np.ones((2, 8), np.int32)
+        >>> check_inputs(cfg, ids, ids * 0, ids)
+        >>> try:
+        ...     check_inputs(cfg, ids * 50, ids * 0, ids)
+        ... except LRPPruneError as err:
+        ...     print(err)
+        input_ids: expected ids in [0, 50) (vocab_size 50), got [50]
     """
+    if isinstance(config, nn.Cell):
+        model = config
+        config = the_bert(model, "check_inputs").config
+        if num_labels is None:
+            holder = model.bert if isinstance(model, BertClassifierWithLoss) else model
+            num_labels = getattr(holder, "num_labels", None)
+    expect(isinstance(config, BertConfig), "check_inputs", "a BertConfig or a model holding a BertModel",
+           type(config).__name__)
     arrays = {}
     for name, value in (("input_ids", input_ids), ("token_type_ids", token_type_ids), ("input_mask", input_mask)):
-        array = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+        array = _host_array(value, name)
         expect(array.ndim == 2 and np.issubdtype(array.dtype, np.integer), name,
                "a 2-D integer array (batch, seq_length)", f"{array.dtype} array of shape {array.shape}")
         arrays[name] = array
     shape = arrays["input_ids"].shape
     for name in ("token_type_ids", "input_mask"):
         expect(arrays[name].shape == shape, name, f"shape {shape}, as input_ids", arrays[name].shape)
+    expect(shape[0] >= 1 and shape[1] >= 1, "input_ids", "at least one row of at least one token", shape)
     expect(shape[1] <= config.max_position_embeddings, "input_ids",
            f"at most max_position_embeddings ({config.max_position_embeddings}) tokens per row", shape[1])
     for name, limit, field in (("input_ids", config.vocab_size, "vocab_size"),
                                ("token_type_ids", config.type_vocab_size, "type_vocab_size")):
         values = arrays[name]
-        bad = sorted(set(values[(values < 0) | (values >= limit)].tolist()))
-        expect(not bad, name, f"ids in [0, {limit}) ({field} {limit})", bad[:5])
+        if values.min() < 0 or values.max() >= limit:
+            bad = sorted(set(values[(values < 0) | (values >= limit)].tolist()))
+            expect(False, name, f"ids in [0, {limit}) ({field} {limit})", bad[:5])
     mask = arrays["input_mask"]
-    bad = sorted(set(mask[(mask != 0) & (mask != 1)].tolist()))
-    expect(not bad, "input_mask", "only 0 and 1", bad[:5])
+    if mask.min() < 0 or mask.max() > 1:
+        bad = sorted(set(mask[(mask != 0) & (mask != 1)].tolist()))
+        expect(False, "input_mask", "only 0 and 1", bad[:5])
+    if label_ids is not None:
+        labels = _host_array(label_ids, "label_ids")
+        expect(labels.shape == (shape[0],) and np.issubdtype(labels.dtype, np.integer), "label_ids",
+               f"a 1-D integer array of {shape[0]} class ids (one per row)",
+               f"{labels.dtype} array of shape {labels.shape}")
+        if num_labels is not None and (labels.min() < 0 or labels.max() >= num_labels):
+            bad = sorted(set(labels[(labels < 0) | (labels >= num_labels)].tolist()))
+            expect(False, "label_ids", f"class ids in [0, {num_labels})", bad[:5])
+
+
+_CALLS = threading.local()
+
+
+class _HostChecked:
+    """Mixin of the library's top-level cells: check the inputs on the host, then run the cell.
+
+    Only the outermost call checks: nested cells are not re-checked (in PYNATIVE_MODE they go
+    through ``__call__`` too; inside a compiled graph MindSpore does not call it at all). Set
+    ``validate_inputs = False`` on an instance to skip the check in a trusted loop.
+    """
+
+    validate_inputs = True
+
+    def __call__(self, *args, **kwargs):
+        depth = getattr(_CALLS, "depth", 0)
+        if depth == 0 and self.validate_inputs:
+            try:
+                bound = inspect.signature(self.construct).bind(*args, **kwargs)
+            except TypeError as err:
+                raise LRPPruneError(f"{type(self).__name__}: expected the arguments of construct"
+                                    f"{inspect.signature(self.construct)}, got {err}") from None
+            self.check_call(**bound.arguments)
+        _CALLS.depth = depth + 1
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            _CALLS.depth = depth
+
+    def check_call(self, **arguments) -> None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
 
 
 class EmbeddingTable(nn.Cell):
@@ -180,8 +291,7 @@ class EmbeddingTable(nn.Cell):
         self.rows = rows
         self.use_one_hot = use_one_hot
         self.embedding_table = Parameter(
-            initializer(TruncatedNormal(config.initializer_range), [rows, width], _ms_dtype(config.dtype)),
-            name="embedding_table")
+            initializer(_weight_init(config), [rows, width], _ms_dtype(config.dtype)), name="embedding_table")
 
     def construct(self, ids: Tensor) -> Tensor:
         if self.use_one_hot:
@@ -369,7 +479,7 @@ class BertTransformer(nn.Cell):
         return x
 
 
-class BertModel(nn.Cell):
+class BertModel(_HostChecked, nn.Cell):
     """Bidirectional Encoder Representations from Transformers.
 
     Args:
@@ -381,6 +491,10 @@ class BertModel(nn.Cell):
     tensors and returns ``(sequence_output (B, S, H), pooled_output (B, H),
     embedding_table (V, H))``. After :meth:`LRPHeadPruner.apply` it returns a
     4th output, ``total_reg`` (``l0_penalty * L_C``).
+
+    Every top-level call checks its inputs on the host first (:func:`check_inputs`; about
+    0.01% of a MiniLM forward at batch 32): a bad batch is an :class:`LRPPruneError` naming
+    the argument, and the cell keeps working. ``model.validate_inputs = False`` skips it.
     """
 
     def __init__(self, config: BertConfig, is_training: bool, use_one_hot_embeddings: bool = False) -> None:
@@ -396,11 +510,15 @@ class BertModel(nn.Cell):
                                                                    use_one_hot_embeddings)
         self.bert_encoder = BertTransformer(config, hidden_dropout, attention_dropout)
         self.dense = make_dense(config.hidden_size, config.hidden_size, config, activation=nn.Tanh())
-        self.dense.weight.set_data(initializer(TruncatedNormal(config.initializer_range),
-                                               self.dense.weight.shape, self.dense.weight.dtype))
+        self.dense.weight.set_data(initializer(_weight_init(config), self.dense.weight.shape,
+                                               self.dense.weight.dtype))
         self.is_gated = False  # set by LRPHeadPruner.apply()
         self.return_reg = False  # a gated bare BertModel returns total_reg as a 4th output
         self.budget = None  # a HeadBudget when pruning to a target number of heads
+
+    def check_call(self, input_ids, token_type_ids, input_mask) -> None:
+        """The host-side check of one call (see :func:`check_inputs`)."""
+        check_inputs(self.config, input_ids, token_type_ids, input_mask)
 
     def construct(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor):
         words = self.bert_embedding_lookup(input_ids)  # (B, S, H)
@@ -447,7 +565,7 @@ class BertModel(nn.Cell):
         return ModelGates(self).values()
 
 
-class BertClassifier(nn.Cell):
+class BertClassifier(_HostChecked, nn.Cell):
     """Sentence(-pair) classifier: a BertModel, a pooling, dropout and ``dense_1``.
 
     The ModelZoo ``BertCLSModel``; its fine-tuning checkpoints (saved from
@@ -463,6 +581,16 @@ class BertClassifier(nn.Cell):
             models such as all-MiniLM-L6-v2, whose pooler was never trained).
 
     ``construct(input_ids, token_type_ids, input_mask)`` returns logits ``(B, num_labels)``.
+
+    Example:
+        >>> from lrp_prune import HeadPruningFactory
+        >>> cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        ...                  intermediate_size=37, seq_length=8)
+        >>> clf = BertClassifier(cfg, is_training=True, num_labels=2, pooling="mean")
+        >>> gated = HeadPruningFactory.get_pruner({"prune_type": "LRP", "arch_type": "BERT",
+        ...                                        "config": {"l0_penalty": 0.01}}).apply(clf)
+        >>> gated.get_gate_values().shape   # the gates of the BertModel inside, [layers, heads]
+        (2, 4)
     """
 
     def __init__(self, config: BertConfig, is_training: bool, num_labels: int = 3,
@@ -482,6 +610,10 @@ class BertClassifier(nn.Cell):
         """The backbone's config."""
         return self.bert.config
 
+    def check_call(self, input_ids, token_type_ids, input_mask) -> None:
+        """The host-side check of one call (see :func:`check_inputs`)."""
+        check_inputs(self.bert.config, input_ids, token_type_ids, input_mask)
+
     def construct(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor) -> Tensor:
         outputs = self.bert(input_ids, token_type_ids, input_mask)
         if self.pooling == "pooler":
@@ -498,7 +630,7 @@ class BertClassifier(nn.Cell):
         return self.bert.get_gate_values()
 
 
-class BertClassifierWithLoss(nn.Cell):
+class BertClassifierWithLoss(_HostChecked, nn.Cell):
     """Cross-entropy of a :class:`BertClassifier`, plus ``total_reg`` when gated.
 
     The ModelZoo ``BertCLS``: attribute ``bert`` holds the classifier, so the
@@ -514,6 +646,10 @@ class BertClassifierWithLoss(nn.Cell):
                type(classifier).__name__)
         self.bert = classifier
         self.loss = nn.CrossEntropyLoss()
+
+    def check_call(self, input_ids, token_type_ids, input_mask, label_ids) -> None:
+        """The host-side check of one call, labels included (see :func:`check_inputs`)."""
+        check_inputs(self.bert.bert.config, input_ids, token_type_ids, input_mask, label_ids, self.bert.num_labels)
 
     def construct(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor,
                   label_ids: Tensor) -> Tensor:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from lrp_prune.errors import LRPPruneError, check_fraction, check_int, check_number, describe, expect
+from lrp_prune.errors import (LRPPruneError, check_fraction, check_int, check_number, describe, expect, is_int,
+                              is_number)
 
 __all__ = ["BertConfig", "ACTIVATIONS", "DTYPES"]
 
@@ -206,10 +207,12 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "BertConfig":
-        """Read a config JSON file written by :meth:`to_json` (or by hand)."""
+        """Read a config JSON file written by :meth:`to_json` (or by hand; UTF-8, with or without BOM)."""
+        from lrp_prune.textfiles import read_text
+
         path = Path(path)
         expect(path.is_file(), "config file", "an existing JSON file", str(path))
-        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
+        return cls.from_json(read_text(path, "config file"), source=str(path))
 
     @classmethod
     def from_hf_config(cls, hf: Mapping[str, Any] | str | Path) -> "BertConfig":
@@ -218,14 +221,15 @@ class BertConfig:
         HF's ``pruned_heads`` (``{layer: [heads]}``) becomes ``layer_heads``.
         """
         if not isinstance(hf, Mapping):
+            from lrp_prune.textfiles import read_json_file
+
             path = Path(hf)
             if path.is_dir():
                 path = path / "config.json"
             expect(path.is_file(), "HuggingFace config", "an existing config.json", str(path))
-            try:
-                hf = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise LRPPruneError(f"{path}: expected valid JSON, got a parse error ({err})") from None
+            hf = read_json_file(path, "HuggingFace config")
+            expect(isinstance(hf, Mapping), f"HuggingFace config {str(path)!r}", "a JSON object of config fields",
+                   type(hf).__name__)
         model_type = hf.get("model_type", "bert")
         expect(model_type == "bert", "model_type", "'bert'", model_type)
         required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -235,8 +239,9 @@ class BertConfig:
             raise LRPPruneError(f"HuggingFace config: missing keys {missing}; expected {list(required)}")
         pos_type = hf.get("position_embedding_type", "absolute")
         expect(pos_type == "absolute", "position_embedding_type", "'absolute'", pos_type)
-        max_pos = int(hf.get("max_position_embeddings", 512))
-        n_layers, n_heads = int(hf["num_hidden_layers"]), int(hf["num_attention_heads"])
+        field = _hf_reader(hf)
+        max_pos = field("max_position_embeddings", int, 512)
+        n_layers, n_heads = field("num_hidden_layers", int), field("num_attention_heads", int)
         layer_heads = None
         pruned = hf.get("pruned_heads") or {}
         if pruned:
@@ -250,19 +255,19 @@ class BertConfig:
         dtype = str(hf.get("torch_dtype") or "float32")
         return cls(
             seq_length=min(128, max_pos),
-            vocab_size=int(hf["vocab_size"]),
-            hidden_size=int(hf["hidden_size"]),
+            vocab_size=field("vocab_size", int),
+            hidden_size=field("hidden_size", int),
             num_hidden_layers=n_layers,
             num_attention_heads=n_heads,
-            intermediate_size=int(hf["intermediate_size"]),
-            hidden_act=str(hf.get("hidden_act", "gelu")),
-            hidden_dropout_prob=float(hf.get("hidden_dropout_prob", 0.1)),
-            attention_probs_dropout_prob=float(hf.get("attention_probs_dropout_prob", 0.1)),
+            intermediate_size=field("intermediate_size", int),
+            hidden_act=field("hidden_act", str, "gelu"),
+            hidden_dropout_prob=field("hidden_dropout_prob", float, 0.1),
+            attention_probs_dropout_prob=field("attention_probs_dropout_prob", float, 0.1),
             max_position_embeddings=max_pos,
-            type_vocab_size=int(hf.get("type_vocab_size", 2)),
-            initializer_range=float(hf.get("initializer_range", 0.02)),
+            type_vocab_size=field("type_vocab_size", int, 2),
+            initializer_range=field("initializer_range", float, 0.02),
             dtype=dtype if dtype in DTYPES else "float32",
-            layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+            layer_norm_eps=field("layer_norm_eps", float, 1e-12),
         ).with_layer_heads(layer_heads)
 
     # ------------------------------------------------------------------ counting
@@ -290,3 +295,24 @@ class BertConfig:
         if pooler:
             count += h * h + h
         return count
+
+
+def _hf_reader(hf: Mapping[str, Any]):
+    """``field(key, kind, default)``: a HuggingFace config value of the right type, or a clear error."""
+    missing = object()
+
+    def field(key: str, kind: type, default: Any = missing) -> Any:
+        value = hf.get(key, default)
+        if value is missing:
+            raise LRPPruneError(f"HuggingFace config {key}: expected a value, got no such key")
+        if kind is int:
+            ok = is_int(value) or (is_number(value) and float(value).is_integer())
+            expect(ok, f"HuggingFace config {key}", "an integer", value)
+            return int(value)
+        if kind is float:
+            expect(is_number(value), f"HuggingFace config {key}", "a number", value)
+            return float(value)
+        expect(isinstance(value, kind), f"HuggingFace config {key}", f"a {kind.__name__}", value)
+        return value
+
+    return field

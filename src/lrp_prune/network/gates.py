@@ -114,6 +114,20 @@ class ModelGates:
 
     Raises:
         LRPPruneError: ``model`` holds no BertModel or several.
+
+    Example:
+        >>> import numpy as np
+        >>> from lrp_prune import BertConfig, BertClassifier, HeadPruningFactory
+        >>> cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+        ...                  num_attention_heads=4, intermediate_size=37, seq_length=8)
+        >>> clf = HeadPruningFactory.get_pruner({"prune_type": "LRP", "arch_type": "BERT",
+        ...     "config": {"l0_penalty": 0.01}}).apply(BertClassifier(cfg, True, num_labels=2))
+        >>> gates = ModelGates(clf)
+        >>> gates.set_log_a(np.array([[3.0, -5.0, 0.0, 3.0], [3.0, 3.0, 3.0, -5.0]]))
+        >>> gates.values().round(2).tolist()
+        [[1.0, 0.0, 0.5, 1.0], [1.0, 1.0, 1.0, 0.0]]
+        >>> gates.to_prune()
+        {0: [1], 1: [3]}
     """
 
     def __init__(self, model: nn.Cell, caller: str = "gates") -> None:

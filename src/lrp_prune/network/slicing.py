@@ -33,7 +33,12 @@ __all__ = [
     "slice_rows",
     "slice_columns",
     "normalise_heads_to_prune",
+    "prune_layer_params",
 ]
+
+#: The parameters of one layer's attention that head pruning touches (relative to the layer).
+_QKV = ("attention.attention.query_layer", "attention.attention.key_layer", "attention.attention.value_layer")
+_W_O = "attention.output.dense"
 
 
 @dataclass(frozen=True)
@@ -126,4 +131,46 @@ def normalise_heads_to_prune(heads_to_prune: Mapping, num_layers: int, num_heads
         if bad:
             raise LRPPruneError(f"heads_to_prune[{layer}]: expected head indices in [0, {num_heads}), got {bad}")
         out[layer] = sorted(set(out[layer]) | set(indices))
+    return out
+
+
+def prune_layer_params(params: Mapping[str, np.ndarray], layer_prefix: str, plan: LayerPlan,
+                       scale: np.ndarray | None, head_size: int) -> dict[str, np.ndarray]:
+    """The parameters of one layer after head pruning (a new dict; other names pass unchanged).
+
+    Args:
+        params: ``{name: array}`` holding the layer's parameters under ``layer_prefix``
+            (e.g. ``"bert.bert_encoder.layers.3."``).
+        layer_prefix: the layer's name prefix, ending in ``"."``.
+        plan: what stays (:func:`plan_layer`).
+        scale: one value per *kept* head folded into its W_O columns (the gate), or ``None``.
+        head_size: rows per head.
+
+    A layer left with no heads keeps only W_O's bias (its block becomes ``LayerNorm(x + b_O)``).
+
+    Example:
+        >>> p = {"l.attention.attention.query_layer.weight": np.arange(8.0).reshape(4, 2),
+        ...      "l.attention.attention.query_layer.bias": np.arange(4.0),
+        ...      "l.attention.output.dense.weight": np.ones((2, 4)), "l.attention.output.dense.bias": np.zeros(2)}
+        >>> out = prune_layer_params(p, "l.", plan_layer((0, 1), [0], 2), np.array([0.5]), 2)
+        >>> out["l.attention.attention.query_layer.weight"].tolist(), out["l.attention.output.dense.weight"].tolist()
+        ([[4.0, 5.0], [6.0, 7.0]], [[0.5, 0.5], [0.5, 0.5]])
+        >>> sorted(prune_layer_params(p, "l.", plan_layer((0, 1), [0, 1], 2), None, 2))
+        ['l.attention.output.dense.bias']
+    """
+    out = dict(params)
+    if not plan.kept_heads:
+        for name in [n for n in out if n.startswith(layer_prefix) and
+                     (n[len(layer_prefix):].startswith(tuple(q + "." for q in _QKV))
+                      or n == f"{layer_prefix}{_W_O}.weight")]:
+            del out[name]
+        return out
+    for q in _QKV:
+        for part in ("weight", "bias"):
+            name = f"{layer_prefix}{q}.{part}"
+            if name in out:
+                out[name] = slice_rows(out[name], plan.index)
+    column_scale = None if scale is None else np.repeat(np.asarray(scale, np.float64), head_size)
+    name = f"{layer_prefix}{_W_O}.weight"
+    out[name] = slice_columns(out[name], plan.index, column_scale)
     return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,6 +29,7 @@ import numpy as np
 from mindspore import nn
 
 from lrp_prune.errors import LRPPruneError, check_int, check_number, describe, expect, is_int, is_number
+from lrp_prune.network.bert import refresh_cell
 from lrp_prune.network.config import BertConfig
 from lrp_prune.network.gates import HEADS, ModelGates
 from lrp_prune.network.hard_concrete import GateSettings, HardConcreteGate, initial_log_a
@@ -199,6 +201,19 @@ class LRPHeadPruner:
         config: the :class:`PrunerConfig`.
         last_summary: the :class:`~lrp_prune.pruning.summary.PruningSummary` of the last
             :meth:`convert` (also reachable as ``pruned.prune_summary``).
+
+    Example:
+        >>> from lrp_prune import BertConfig, BertModel, ModelGates
+        >>> cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+        ...                  num_attention_heads=4, intermediate_size=37, seq_length=8)
+        >>> pruner = HeadPruningFactory.get_pruner({"prune_type": "LRP", "arch_type": "BERT",
+        ...                                         "config": {"l0_penalty": 0.01}})
+        >>> gated = pruner.apply(BertModel(cfg, is_training=True))
+        >>> ModelGates(gated).close([(0, 3), (1, 0), (1, 1)])   # what training would do
+        >>> pruned = pruner.convert(gated)                       # gated stays gated
+        >>> summary = pruned.prune_summary                        # also pruner.last_summary
+        >>> summary.heads_kept, summary.heads_removed, summary.params_before > summary.params_after
+        (5, {0: [3], 1: [0, 1]}, True)
     """
 
     def __init__(self, config: PrunerConfig) -> None:
@@ -216,7 +231,8 @@ class LRPHeadPruner:
         (:class:`~lrp_prune.network.bert.BertClassifierWithLoss` does it itself). Every other
         parameter keeps its value and name; the only new parameters are the
         ``...attention.attention.gate.log_a``. Build optimizers and train wrappers
-        *after* ``apply()``.
+        *after* ``apply()``. What it returns has ``get_gate_values()`` (a model of your own
+        gets it on that instance), as the original's docs call it.
 
         Raises:
             LRPPruneError: no BertModel or several, an already gated model, or a model that
@@ -240,8 +256,8 @@ class LRPHeadPruner:
         if target is not None:
             bert.budget = HeadBudget(target, total, self.config.budget_warmup_steps, self.config.budget_lr)
         bert.return_reg = model is bert
-        from lrp_prune.network.bert import refresh_cell
-
+        if not hasattr(model, "get_gate_values"):  # your own Cell: the method the original's docs call on it
+            model.get_gate_values = types.MethodType(_get_gate_values, model)
         refresh_cell(model)
         logger.info("apply: gated %d heads in %d layers (l0_penalty=%g%s)", total, bert.config.num_hidden_layers,
                     self.config.gate.l0_penalty, "" if target is None else f", target {target} heads")
@@ -279,67 +295,91 @@ class LRPHeadPruner:
 
     # ------------------------------------------------------------------ convert
     def convert(self, gated: nn.Cell, save_dir_path: str | Path | None = None, *,
-                enforce_target: bool = True) -> nn.Cell:
-        """Remove every head whose deterministic gate is 0 and fold the kept gates into W_O.
+                enforce_target: bool = True, inplace: bool = False) -> nn.Cell:
+        """The pruned model: every head whose deterministic gate is 0 removed, the kept gates folded into W_O.
 
-        ``gated`` is changed in place into the pruned model of the same kind (a
-        BertModel with 3 outputs and no gates, or the same model with a head) and
-        returned. In eval it computes what the gated model computes in eval.
+        ``gated`` is left as it was (still gated, same values): evaluate it, train it further
+        or convert it again. The returned model is new, of the same kind (a BertModel with 3
+        outputs and no gates, or the same model with a head; see
+        :mod:`lrp_prune.pruning.convert` for how a model of your own is copied). In eval it
+        computes what the gated model computes in eval.
 
         Args:
             gated: what :meth:`apply` returned (possibly trained).
             save_dir_path: optional directory; receives ``gated_model.ckpt``,
                 ``heads_to_prune.pkl``/``.json``, ``pruned_config.json``,
-                ``pruned_model.ckpt`` and ``summary.json`` (each written atomically).
-            enforce_target: in ``target_heads`` mode, make the kept count exactly the target:
-                when more heads are open, keep the ``T`` with the highest P(open) and close
-                the rest in the gated model first (a warning names them), so pruned still
-                equals gated; when fewer are open, raise with the numbers.
-                ``False`` keeps whatever the gates say.
+                ``pruned_model.ckpt`` and ``summary.json``, committed all at once
+                (:mod:`lrp_prune.io.store`). A failed save changes neither model.
+            enforce_target: in ``target_heads`` mode, keep exactly the target: when more heads
+                are open, the ``T`` with the highest P(open) are kept (a warning names the ones
+                removed; call :meth:`project_to_target` first to make the gated model match);
+                when fewer are open, raise with the numbers. ``False`` keeps whatever the gates say.
+            inplace: turn ``gated`` itself into the pruned model (the original's behaviour),
+                for a model that cannot be copied.
 
         Returns:
             The pruned model; its :class:`~lrp_prune.pruning.summary.PruningSummary` is
-            ``pruned.prune_summary`` (and ``pruner.last_summary``).
+            ``pruned.prune_summary`` (also ``pruner.last_summary``, the original's place).
+
+        Example:
+            >>> from lrp_prune import BertConfig, BertModel
+            >>> cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+            ...                  num_attention_heads=4, intermediate_size=37, seq_length=8)
+            >>> pruner = HeadPruningFactory.get_pruner({"prune_type": "LRP", "arch_type": "BERT",
+            ...                                         "config": {"l0_penalty": 0.01}})
+            >>> gated = pruner.apply(BertModel(cfg, is_training=False))
+            >>> pruned = pruner.convert(gated)
+            >>> pruned is gated, gated.is_gated, pruned.prune_summary.heads_kept
+            (False, True, 8)
         """
         gates = ModelGates(gated, "convert")
         if not gates.is_gated:
             raise LRPPruneError("convert: expected a model gated by apply(), got an ungated model")
+        closed = []
         if gates.bert.budget is not None and enforce_target:
-            _project_to_target(gates)
-        pruned = convert_gated(gated, save_dir_path)
+            closed = _target_projection(gates, "convert")["closed"]
+        pruned = convert_gated(gated, save_dir_path, inplace=inplace, closed=closed)
         self.last_summary = pruned.prune_summary
         return pruned
 
     def project_to_target(self, model: nn.Cell) -> dict[str, Any]:
-        """In ``target_heads`` mode, close the lowest-ranked open heads so exactly the target stays open.
+        """In ``target_heads`` mode, close the lowest-ranked open heads of the gated model so exactly
+        the target stays open (``convert()`` removes the same heads without changing the gated model).
 
-        ``convert()`` does this itself; call it before evaluating the gated model so the
-        gated and pruned evaluations see the same heads. Returns ``{"open_before": n,
-        "target": T, "closed": [(layer, head), ...]}`` (empty outside target mode).
+        Call it before evaluating the gated model so the gated and pruned evaluations see the
+        same heads. Returns ``{"open_before": n, "target": T, "closed": [(layer, head), ...]}``
+        (empty outside target mode).
         """
         gates = ModelGates(model, "project_to_target")
         if gates.bert.budget is None:
             return {}
-        return _project_to_target(gates)
+        projection = _target_projection(gates, "project_to_target")
+        gates.close(projection["closed"], HEADS)
+        return projection
 
 
-def _project_to_target(gates: ModelGates) -> dict[str, Any]:
-    """Keep exactly ``budget.target`` open heads, ranked by P(open) (ties: by eval gate); see ``convert``."""
+def _get_gate_values(self: nn.Cell) -> np.ndarray:
+    """Deterministic gates ``[num_layers, num_attention_heads]`` of the BertModel inside (missing heads 0)."""
+    return ModelGates(self, "get_gate_values").values(HEADS)
+
+
+def _target_projection(gates: ModelGates, caller: str) -> dict[str, Any]:
+    """The open heads beyond ``budget.target``, ranked by P(open) (ties: by eval gate); nothing is changed."""
     target = gates.bert.budget.target
     p_open, values = gates.prob_open(HEADS), gates.values(HEADS, missing=np.nan)
     open_heads = gates.open_units(HEADS)
     n_open = len(open_heads)
-    if n_open == target:
-        return {"open_before": n_open, "target": target, "closed": []}
     if n_open < target:
         raise LRPPruneError(
-            f"convert: expected at least target_heads={target} open heads, got {n_open} (the controller "
+            f"{caller}: expected at least target_heads={target} open heads, got {n_open} (the controller "
             "over-shot: train longer, lower budget_lr, or convert(..., enforce_target=False) to keep them)")
     ranked = sorted(open_heads, key=lambda lh: (p_open[lh], values[lh], *lh), reverse=True)
     dropped = ranked[target:]
-    logger.warning("convert: %d heads have open gates but target_heads=%d; keeping the %d with the highest "
-                   "P(open) and closing %s", n_open, target, target, dropped)
-    gates.close(dropped, HEADS)
+    if dropped:
+        logger.warning("%s: %d heads have open gates but target_heads=%d; keeping the %d with the highest "
+                       "P(open) and closing %s (to keep every open head instead, convert(..., "
+                       "enforce_target=False); to let the gates settle on the target themselves, train longer "
+                       "or raise budget_lr)", caller, n_open, target, target, dropped)
     return {"open_before": n_open, "target": target, "closed": dropped}
 
 

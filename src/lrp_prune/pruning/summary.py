@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -38,6 +38,7 @@ class PruningSummary:
             blocks for one sequence of ``seq_length`` tokens.
         seq_length: the sequence length the FLOPs are counted at.
         gate_values: ``[layers][heads]`` deterministic gates read at convert (or ``None``).
+        warnings: what a user should know about this pruning (e.g. that no head is left).
     """
 
     heads_kept_per_layer: list[int]
@@ -51,6 +52,7 @@ class PruningSummary:
     attention_flops_after: int
     seq_length: int
     gate_values: list[list[float]] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def build(cls, before: BertConfig, after: BertConfig, params_before: int, params_after: int,
@@ -71,6 +73,8 @@ class PruningSummary:
             attention_flops_after=after.attention_flops(),
             seq_length=before.seq_length,
             gate_values=None if gate_values is None else np.asarray(gate_values, float).round(6).tolist(),
+            warnings=["every head was removed: each layer computes LayerNorm(x + b_O) then its FFN"]
+            if after.total_heads == 0 else [],
         )
 
     def to_dict(self) -> dict:

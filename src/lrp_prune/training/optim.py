@@ -86,11 +86,14 @@ def adamw(groups: list[dict], rates: float | Sequence[float], eps: float = 1e-6)
 
 def linear_schedule(peak: float, steps: int, warmup_fraction: float = 0.1) -> list[float]:
     """Per-step learning rates: linear warm-up to ``peak`` over ``warmup_fraction`` of the steps,
-    then linear decay towards 0 (the usual BERT fine-tuning schedule).
+    then linear decay towards 0 (the usual BERT fine-tuning schedule). Give the list to
+    :func:`adamw` (past its end, the last rate is kept).
 
     Example:
         >>> [round(x, 3) for x in linear_schedule(1.0, 5, 0.2)]
         [1.0, 0.8, 0.6, 0.4, 0.2]
+        >>> [round(x, 2) for x in linear_schedule(2e-5 * 1e5, 10)]   # one warm-up step of 10
+        [2.0, 1.8, 1.6, 1.4, 1.2, 1.0, 0.8, 0.6, 0.4, 0.2]
     """
     warm = max(1, int(round(steps * warmup_fraction)))
     out = []
