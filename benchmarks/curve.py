@@ -1,7 +1,8 @@
 """Accuracy vs heads kept: all-MiniLM-L6-v2 on SNLI test, one ``run_prune`` per point.
 
 A point is ``("l0", lambda)`` (plain L0 penalty) or ``("target", heads)`` (the target budget,
-``l0_penalty=0``). Every point runs the flow of ``lrp_prune.app.pipeline.run_prune``: evaluate unpruned,
+``l0_penalty=0``). Every point runs the flow of ``lrp_prune.app.pipeline.run_prune``, with its
+equal-budget control (trained once: it is cached on a key that does not include the budget): evaluate unpruned,
 gate, train, convert, evaluate pruned. All points start from one fine-tuned classifier: the
 first point fine-tunes (``finetune_steps``) and saves it (``finetuned_checkpoint``, a temporary
 file unless the base options name one), the others load it; so the unpruned accuracy is the
@@ -89,7 +90,8 @@ def accuracy_curve(base: dict[str, Any], points: Sequence[tuple[str, float]], pn
     finally:
         if shared is not None:
             shared.cleanup()
-    plot_curve(rows, out["unpruned_accuracy"]["median"], png, title)
+    control = out.get("control_accuracy")
+    plot_curve(rows, out["unpruned_accuracy"]["median"], png, title, None if control is None else control["median"])
     return out
 
 
@@ -107,6 +109,9 @@ def _run_points(base: dict[str, Any], points: Sequence[tuple[str, float]], rows:
         free()
         rows.append({"kind": kind, "value": value, "label": point_label(kind, value),
                      "accuracy_before": report["accuracy_before"], "accuracy_gated": report["accuracy_gated"],
+                     "accuracy_control": report.get("accuracy_control"), "control_cached": report.get("control_cached"),
+                     "drop": report.get("drop"), "drop_ci95": report.get("drop_ci95"),
+                     "drop_reference": report.get("drop_reference"),
                      "accuracy_pruned": report["accuracy_pruned"], "heads_kept": report["heads_kept"],
                      "total_heads": report["total_heads"], "heads_kept_per_layer": report["heads_kept_per_layer"],
                      "pruned_equals_gated": report["pruned_equals_gated"], "eval_pairs": report["eval_pairs"],
@@ -119,11 +124,16 @@ def _run_points(base: dict[str, Any], points: Sequence[tuple[str, float]], rows:
         ctx.progress(f"curve {point_label(kind, value)}: {report['heads_kept']} heads, "
                      f"accuracy {report['accuracy_pruned']:.4f} (unpruned {report['accuracy_before']:.4f})")
         out["unpruned_accuracy"] = stats([r["accuracy_before"] for r in rows], 5)
+        controls = [r["accuracy_control"] for r in rows if r.get("accuracy_control") is not None]
+        if controls:  # one control for every point: it depends on the recipe, not on the budget (cached)
+            out["control_accuracy"] = stats(controls, 5)
         ctx.save_partial(out)
 
 
-def plot_curve(rows: Sequence[dict[str, Any]], unpruned: float, png: str | Path, title: str) -> Path:
-    """Accuracy (pruned) against heads kept, the unpruned accuracy as a horizontal line; atomic PNG."""
+def plot_curve(rows: Sequence[dict[str, Any]], unpruned: float, png: str | Path, title: str,
+               control: float | None = None) -> Path:
+    """Accuracy (pruned) against heads kept; the start's and the equal-budget control's accuracies as
+    horizontal lines (the control is the honest reference: as many steps, no pruning); atomic PNG."""
     from matplotlib.figure import Figure
 
     png = Path(png)
@@ -140,7 +150,10 @@ def plot_curve(rows: Sequence[dict[str, Any]], unpruned: float, png: str | Path,
         ax.plot(xs, ys, marker=marker, color=colour, linestyle="-", label=name)
         for r, x, y in zip(sel, xs, ys):
             ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.axhline(100 * unpruned, color="gray", linestyle="--", label=f"unpruned ({100 * unpruned:.1f}%)")
+    ax.axhline(100 * unpruned, color="gray", linestyle="--", label=f"start, unpruned ({100 * unpruned:.1f}%)")
+    if control is not None:
+        ax.axhline(100 * control, color="black", linestyle=":",
+                   label=f"control: unpruned, as many steps ({100 * control:.1f}%)")
     ax.set_xlabel(f"heads kept{f' (of {total})' if total else ''}")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)

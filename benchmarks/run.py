@@ -161,7 +161,7 @@ def curve_section(args: argparse.Namespace, ctx: Context, mode: str, png: Path) 
                     load_checkpoint_path=tiny["checkpoint"], vocab_file=tiny["vocab_file"], max_seq_length=16,
                     buckets=(16,), batch_size=8, eval_batch_size=16, finetune_steps=4, finetune_lr=1e-3,
                     train_steps=12, learning_rate=1e-3, dropout=False, latency_batch_size=4, latency_repeats=1,
-                    progress=False, seed=1)
+                    progress=False, seed=1, control_cache=str(Path(tmp.name) / "controls"))
         if not args.curve_points:
             points = [("l0", 0.05), ("target", 6)]
         title = "smoke: tiny random BERT on tiny synthetic NLI"
@@ -327,13 +327,18 @@ def _render_section(name: str, s: dict[str, Any]) -> list[str]:
                 f"{_mmm(peak.get('rebuild'), 1, 0)} / {_mmm(peak.get('copy'), 1, 0)}; {s.get('params_mb')} | "
                 f"<= {s['goal_s']} s |"]
     elif name == "accuracy_curve":
-        out += [f"picture: `{s.get('png')}`; unpruned accuracy {_mmm(s.get('unpruned_accuracy'), 100, 2)} %", "",
-                "| point | heads kept | accuracy pruned | accuracy gated | unpruned | pruned == gated | s |",
-                "|---|---|---|---|---|---|---|"]
+        out += [f"picture: `{s.get('png')}`; start accuracy {_mmm(s.get('unpruned_accuracy'), 100, 2)} %; "
+                f"equal-budget control {_mmm(s.get('control_accuracy'), 100, 2)} %", "",
+                "| point | heads kept | accuracy pruned | accuracy gated | start | control | drop vs max(start, control) "
+                "[95% interval] | pruned == gated | s |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in s.get("rows", []):
+            control = "-" if r.get("accuracy_control") is None else f"{100 * r['accuracy_control']:.2f}"
+            drop = "-" if r.get("drop") is None else \
+                f"{100 * r['drop']:+.2f} [{100 * r['drop_ci95'][0]:+.2f}, {100 * r['drop_ci95'][1]:+.2f}]"
             out.append(f"| {r['label']} | {r['heads_kept']}/{r['total_heads']} | {100 * r['accuracy_pruned']:.2f} | "
-                       f"{100 * r['accuracy_gated']:.2f} | {100 * r['accuracy_before']:.2f} | {r['pruned_equals_gated']} | "
-                       f"{r['seconds']:.0f} |")
+                       f"{100 * r['accuracy_gated']:.2f} | {100 * r['accuracy_before']:.2f} | {control} | {drop} | "
+                       f"{r['pruned_equals_gated']} | {r['seconds']:.0f} |")
     return out
 
 

@@ -21,6 +21,15 @@ def _graph_mode():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _private_control_cache(tmp_path_factory, monkeypatch):
+    """Runs in this process cache their controls in a directory of the session, not the user's cache."""
+    import lrp_prune.app.controls as controls
+
+    cache = tmp_path_factory.getbasetemp() / "control_cache"
+    monkeypatch.setattr(controls, "default_cache_dir", lambda: cache)
+
+
 @pytest.fixture(scope="session")
 def tiny_nli(tmp_path_factory):
     """A tiny GLUE-MNLI layout, vocab and random ModelZoo checkpoint (helpers.write_tiny_nli), shared."""

@@ -110,3 +110,16 @@ def test_the_flow_needs_graph_mode_and_says_how_to_get_it():
     runtime = configure_mindspore(options)
     assert runtime.rank == 0 and runtime.is_main and runtime.reducer([]) is None
     assert ms.get_context("mode") == ms.GRAPH_MODE
+
+
+def test_control_and_distillation_flags():
+    opts = build_options("demo", build_parser().parse_args(["demo", "--no_control", "--distill",
+                                                            "--distill_alpha", "0.7", "--distill_temperature", "3"]))
+    assert (opts.control, opts.distill, opts.distill_alpha, opts.distill_temperature) == (False, True, 0.7, 3.0)
+    opts = build_options("prune", build_parser().parse_args(["prune", "--distill", "--no_distill"]))
+    assert opts.distill is False and opts.control is True
+    with pytest.raises(LRPPruneError, match=r"--distill_alpha: expected a number in \[0, 1\]"):
+        build_options("demo", build_parser().parse_args(["demo", "--distill_alpha", "2"]))
+    opts = build_options("demo", build_parser().parse_args(["demo", "--eval_split", "validation",
+                                                            "--validation_fraction", "0.1"]))
+    assert opts.eval_split_name == "validation" and opts.validation_fraction == 0.1

@@ -109,6 +109,8 @@ def configure_mindspore(options):
 
     ms.set_context(mode=ms.GRAPH_MODE, device_target=options.device_target)
     ms.set_seed(options.seed)
+    if options.device_target == "CPU":
+        _cpu_threads()
     if options.distribute:
         from mindspore import communication
         from mindspore.context import ParallelMode
@@ -117,6 +119,20 @@ def configure_mindspore(options):
         group = communication.get_group_size()
         ms.set_auto_parallel_context(parallel_mode=ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=group)
     return current_runtime(options)
+
+
+def _cpu_threads() -> None:
+    """One CPU kernel thread per core this process may use (MindSpore's default is 25 threads: on
+    2 cores a train step measured 6% slower). MindSpore allows setting it once per process."""
+    import mindspore as ms
+
+    from lrp_prune.network.compat import cpu_threads_configured
+
+    if cpu_threads_configured():
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    ms.device_context.cpu.op_tuning.threads_num(max(1, cores))
+    logger.debug("MindSpore CPU kernels: %d threads", cores)
 
 
 def _run_flow(command: str, args: argparse.Namespace) -> int:

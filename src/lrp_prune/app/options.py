@@ -194,8 +194,14 @@ class PruneOptions:
                                      parser=int)
     eval_limit: int | None = option(None, "evaluate on a fixed, seeded subset of N pairs", group="model",
                                     parser=int)
-    eval_split: str | None = option(None, "split to evaluate (not given: snli test, mnli dev_matched)",
+    eval_split: str | None = option(None, "split to evaluate (not given: snli test, mnli dev_matched); "
+                                          "'validation' carves a premise-grouped validation split out of the "
+                                          "training data (left out of training) to choose recipes on",
                                     group="model", parser=parse_path)
+    validation_fraction: float = option(0.05, "with --eval_split validation: the share of the training premises "
+                                              "held out", group="model", parser=float)
+    validation_seed: int = option(0, "with --eval_split validation: the seed of the held-out premises",
+                                  group="model", parser=int)
     # ---- the training recipe
     finetune_steps: int = option(0, "plain fine-tuning steps before gating (0: the loaded model is already "
                                     "converged)", parser=int)
@@ -226,14 +232,32 @@ class PruneOptions:
                                                  parser=parse_pair, metavar="GAMMA,ZETA")
     log_a_init: float | str = option(DEFAULT_LOG_A_INIT, "initial log_a of every gate (3: open), or "
                                                          "xavier_uniform (the original's)", parser=parse_log_a_init)
-    dropout: bool = option(True, "dropout during training (off is ~5%% faster on CPU)", parser=parse_bool)
+    dropout: bool = option(True, "dropout during training (off is 11-16%% faster on CPU)", parser=parse_bool)
+    freeze_word_embeddings: bool = option(False, "keep the word-embedding table fixed in every phase (a MiniLM "
+                                                 "step is 16%% faster on CPU: the table is half of its parameters)",
+                                          parser=parse_bool)
     batch_size: int = option(32, "training batch size", parser=int)
     eval_batch_size: int = option(64, "evaluation batch size (128 evaluates no faster than 64 on CPU)", parser=int)
     seed: int = option(1, "seed of shuffling, gate noise, dropout and init", parser=int)
+    distill: bool = option(False, "distil the gated phase (and the control) from a frozen copy of the ungated "
+                                  "model at gating time: (1 - alpha) CE + alpha T^2 KL(teacher || student)",
+                           parser=parse_bool, flag="--distill", action="store_true",
+                           extra=({"flag": "--no_distill", "action": "store_const", "const": False,
+                                   "commands": COMMANDS, "help": "no distillation"},))
+    distill_alpha: float = option(0.5, "weight of the teacher's soft labels in [0, 1] (0: plain CE)", parser=float)
+    distill_temperature: float = option(2.0, "temperature of the distillation softmaxes", parser=float)
     loss_scale: float = option(2.0 ** 16, "initial dynamic loss scale (with --enable_lossscale)", parser=float,
                                commands=_NOT_DEMO)
     loss_scale_window: int = option(1000, "finite steps before the loss scale doubles", parser=int,
                                     commands=_NOT_DEMO)
+    # ---- the honest comparison
+    control: bool = option(True, "train an equal-budget control: the ungated start, trained exactly as many steps "
+                                 "as the gated phase on the same batches (the drop is pruned - max(start, control))",
+                           group="output", flag="--no_control", action="store_false")
+    control_cache: str | None = option(None, "directory of cached control results (not given: the cache "
+                                             "directory's controls/; the control depends only on the start, "
+                                             "recipe, seed and pairs, so a lambda sweep pays for it once)",
+                                       group="output", parser=parse_path)
     # ---- output
     save_dir_path: str | None = option(None, "where convert() writes the pruned model (docs/design.md §4); not "
                                              "given: OUT/pruned_model with --out, else nothing is saved",
@@ -275,8 +299,15 @@ class PruneOptions:
                                              strict_max=True, expected="a number in [0, 1)"))
         set_("budget_settle_fraction", check_fraction(self.budget_settle_fraction, "budget_settle_fraction",
                                                       closed_low=True, expected="a number in [0, 1)"))
+        set_("validation_fraction", check_fraction(self.validation_fraction, "validation_fraction",
+                                                   expected="a number in (0, 1)"))
+        set_("validation_seed", check_int(self.validation_seed, "validation_seed", minimum=0))
+        set_("distill_alpha", check_fraction(self.distill_alpha, "distill_alpha", closed_low=True, closed_high=True,
+                                             expected="a number in [0, 1]"))
+        set_("distill_temperature", check_number(self.distill_temperature, "distill_temperature", minimum=0,
+                                                 strict=True, expected="a positive number"))
         for name in ("distribute", "enable_save_ckpt", "enable_lossscale", "do_shuffle", "enable_data_sink",
-                     "dropout", "progress"):
+                     "dropout", "progress", "distill", "control", "freeze_word_embeddings"):
             set_(name, check_bool(getattr(self, name), name))
         if self.target_heads is not None:
             set_("target_heads", check_target(self.target_heads))

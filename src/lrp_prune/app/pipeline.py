@@ -2,11 +2,14 @@
 
 Shared by ``samples/run_sample_bert.py``, ``lrp-prune prune`` and ``lrp-prune demo``::
 
-    load_model -> load_data -> finetune -> evaluate (unpruned) -> gate -> train_gated
-      -> evaluate (gated) -> convert -> evaluate (pruned) -> measure_latency -> RunReport
+    load_model -> load_data -> finetune -> evaluate (start) -> gate -> train_gated -> train_control
+      -> evaluate (gated) -> convert -> evaluate (pruned) -> evaluate (control) -> measure_latency
+      -> RunReport
 
 Each phase takes the options and what earlier phases returned, and returns a small
-dataclass; :func:`run_prune` composes them. The process-wide MindSpore state (mode,
+dataclass; :func:`run_prune` composes them. The gated phase and the control arm continue the
+fine-tuning's stream of batches (the same batches, in the same order, for both), and the
+control trains the ungated start as long as the gated phase (:mod:`lrp_prune.app.controls`). The process-wide MindSpore state (mode,
 device, seed, data parallelism) is set by the caller: see :mod:`lrp_prune.app.runtime`.
 
 Example:
@@ -33,8 +36,8 @@ from mindspore import nn
 
 from lrp_prune.app.options import MINILM_NAME, PruneOptions, options_dict
 from lrp_prune.app.runtime import Runtime, current_runtime
-from lrp_prune.data.batching import batches, num_batches, shard
-from lrp_prune.data.examples import NLI_LABELS
+from lrp_prune.data.batching import batch_stream, batches, num_batches, shard
+from lrp_prune.data.examples import NLI_LABELS, grouped_split
 from lrp_prune.data.readers import load_task
 from lrp_prune.data.tokenization import PairTokenizer, encode_examples
 from lrp_prune.errors import LRPPruneError, expect
@@ -45,15 +48,18 @@ from lrp_prune.network.gates import HEADS, ModelGates
 from lrp_prune.pruning.lrp import LRPHeadPruner, PrunerConfig, parameter_groups
 from lrp_prune.pruning.summary import PruningSummary
 from lrp_prune.training.evaluate import evaluate_accuracy
-from lrp_prune.training.optim import adamw, linear_schedule
+from lrp_prune.network.compat import copy_cell
+from lrp_prune.training.distill import DistillationLoss, DistilledClassifierWithLoss
+from lrp_prune.training.optim import adamw, linear_schedule, reset_adamw
 from lrp_prune.training.step import DynamicLossScale, TrainStep
 from lrp_prune.training.timing import compare_latency
 
 __all__ = [
     "PruneOptions", "MINILM_NAME", "RunReport", "run_prune",
-    "Loaded", "TaskData", "Finetuning", "Evaluation", "Gating", "GateHistory", "GatedTraining", "Conversion",
-    "Latency", "load_model", "load_data", "finetune", "evaluate", "gate", "train_gated", "convert",
-    "measure_latency", "gated_steps", "load_classifier", "encode_split", "linear_schedule",
+    "Loaded", "TaskData", "Finetuning", "Evaluation", "Gating", "GateHistory", "GatedTraining", "Control",
+    "Conversion", "Latency", "TeacherLogits", "Trainer", "load_model", "load_data", "finetune", "evaluate", "gate",
+    "train_gated", "train_control", "convert", "measure_latency", "gated_steps", "stream", "load_classifier",
+    "encode_split", "linear_schedule",
 ]
 
 logger = logging.getLogger(__name__)
@@ -105,12 +111,16 @@ class TaskData:
 
 @dataclass
 class Finetuning:
-    """What the plain fine-tuning phase did (nothing, trained, or loaded a saved start)."""
+    """What the plain fine-tuning phase did (nothing, trained, or loaded a saved start).
+
+    ``trainer`` is kept so the control arm can train on in the same compiled train step.
+    """
 
     steps: int = 0
     loss_last: float | None = None
     seconds: float | None = None
     loaded_from: str | None = None
+    trainer: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -186,6 +196,18 @@ class GatedTraining:
 
 
 @dataclass
+class Control:
+    """The equal-budget control: the ungated start trained as many steps as the gated phase."""
+
+    accuracy: float
+    predictions: np.ndarray
+    steps: int
+    seconds: float
+    cached: bool = False
+    key: str = ""
+
+
+@dataclass
 class Conversion:
     """The pruned model and what ``convert()`` removed."""
 
@@ -236,6 +258,12 @@ class RunReport:
     accuracy_gated: float | None = None
     accuracy_pruned: float | None = None
     pruned_equals_gated: bool | None = None
+    control: Control | None = None
+    drop: float | None = None
+    drop_ci95: tuple[float, float] | None = None
+    drop_reference: str | None = None
+    predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    labels: np.ndarray | None = field(default=None, repr=False, compare=False)
     summary: PruningSummary | None = None
     gate_values: list | None = None
     projection: dict[str, Any] | None = None
@@ -281,8 +309,14 @@ class RunReport:
         if self.projection is not None:
             out["projection"] = self.projection
         s = self.summary
+        control = self.control
         out.update(gate_values=self.gate_values, accuracy_before=self.accuracy_before,
                    accuracy_gated=self.accuracy_gated, accuracy_pruned=self.accuracy_pruned,
+                   accuracy_control=None if control is None else control.accuracy,
+                   control_steps=None if control is None else control.steps,
+                   control_cached=None if control is None else control.cached,
+                   drop=self.drop, drop_ci95=None if self.drop_ci95 is None else list(self.drop_ci95),
+                   drop_reference=self.drop_reference,
                    pruned_equals_gated=self.pruned_equals_gated, heads_kept=s.heads_kept,
                    heads_kept_per_layer=s.heads_kept_per_layer,
                    heads_removed={str(k): v for k, v in s.heads_removed.items()}, kept_heads=s.kept_heads,
@@ -344,6 +378,8 @@ def load_classifier(options: PruneOptions, is_training: bool) -> tuple[BertClass
 def load_model(options: PruneOptions) -> Loaded:
     """Phase 1: the classifier (training mode) and its tokenizer."""
     clf, model_dir = load_classifier(options, is_training=True)
+    if options.freeze_word_embeddings:  # out of every optimizer: no gradient, no Adam state
+        clf.bert.bert_embedding_lookup.embedding_table.requires_grad = False
     if options.vocab_file is not None:
         tokenizer = PairTokenizer(options.vocab_file, max_seq_length=options.max_seq_length)
     else:
@@ -362,7 +398,11 @@ def load_data(options: PruneOptions, loaded: Loaded, runtime: Runtime = Runtime(
         data_dir = str(fetch_snli())
     expect(Path(data_dir).is_dir(), "data_dir", "an existing directory", data_dir)
     splits = load_task(options.task, data_dir)
-    expect(options.eval_split_name in splits, "eval_split", f"one of {sorted(splits)}", options.eval_split_name)
+    if options.eval_split_name == "validation":  # for choosing recipes: never the reported test pairs
+        splits["train"], splits["validation"] = grouped_split(splits["train"], options.validation_fraction,
+                                                              options.validation_seed)
+    expect(options.eval_split_name in splits, "eval_split", f"one of {sorted(splits)} or 'validation'",
+           options.eval_split_name)
     train, evaluation = splits["train"], splits[options.eval_split_name]
     if options.train_limit is not None and options.train_limit < len(train):
         rng = np.random.default_rng(options.seed)
@@ -384,40 +424,48 @@ def load_data(options: PruneOptions, loaded: Loaded, runtime: Runtime = Runtime(
 
 # ------------------------------------------------------------------------------------ training
 class Trainer:
-    """Runs steps of a with-loss classifier with an optimizer, loss scaling, checkpoints and a progress bar."""
+    """Runs steps of a with-loss classifier: optimizer, loss scaling, checkpoints, a progress bar.
 
-    def __init__(self, options: PruneOptions, net: BertClassifierWithLoss, optimizer: nn.Optimizer,
-                 arrays: dict[str, np.ndarray], runtime: Runtime, tag: str) -> None:
+    The compiled train step is kept between :meth:`run` calls, so a later phase can train on in
+    the same graph after :func:`~lrp_prune.training.optim.reset_adamw` (the control arm reuses
+    the fine-tuning's step this way).
+    """
+
+    def __init__(self, options: PruneOptions, net: nn.Cell, optimizer: nn.Optimizer, runtime: Runtime,
+                 tag: str) -> None:
         self.options = options
         self.net = net
+        self.optimizer = optimizer
         self.step_cell = TrainStep(net, optimizer, clip_norm=1.0, reducer=runtime.reducer(optimizer.parameters))
-        self.scale = DynamicLossScale(options.loss_scale, 2.0, options.loss_scale_window,
-                                      enabled=options.enable_lossscale)
-        self.arrays = arrays
         self.runtime = runtime
         self.tag = tag
         self.losses: list[float] = []
-        self.epoch = 0
+        self.scale = self._new_scale()
 
-    def _batches(self):
-        while True:
-            yield from batches(self.arrays, self.options.batch_size, shuffle=self.options.do_shuffle,
-                               seed=self.options.seed + self.epoch, drop_remainder=True,
-                               buckets=self.options.buckets)
-            self.epoch += 1
+    def _new_scale(self) -> DynamicLossScale:
+        return DynamicLossScale(self.options.loss_scale, 2.0, self.options.loss_scale_window,
+                                enabled=self.options.enable_lossscale)
 
-    def run(self, steps: int, on_step: Callable[[int, float], None] | None = None) -> list[float]:
-        """Train ``steps`` steps; ``on_step(step, loss)`` after each. Returns the losses."""
+    def restart(self, tag: str, rates) -> None:
+        """Train on from step 0 with a fresh optimizer state and schedule ``rates``, in the same graph."""
+        reset_adamw(self.optimizer, rates)
+        self.tag, self.losses, self.scale = tag, [], self._new_scale()
+
+    def run(self, stream, steps: int, on_step: Callable[[int, float], None] | None = None,
+            teacher: Callable[[int, dict], np.ndarray] | None = None) -> list[float]:
+        """Train ``steps`` steps on batches from ``stream``; ``teacher(step, batch)`` gives the teacher's
+        logits when the network distils; ``on_step(step, loss)`` after each. Returns the losses."""
         from tqdm.auto import tqdm
 
         self.net.set_train(True)
         self.step_cell.set_train(True)
         bar = tqdm(total=steps, desc=self.tag, disable=not self.options.progress or not self.runtime.is_main,
                    unit="step", dynamic_ncols=True)
-        stream = self._batches()
         for step in range(1, steps + 1):
             batch = next(stream)
             inputs = [ms.Tensor(batch[k]) for k in ("input_ids", "token_type_ids", "input_mask", "label_ids")]
+            if teacher is not None:
+                inputs.append(ms.Tensor(teacher(step, batch)))
             loss, finite = self.step_cell(*inputs, self.scale.tensor())
             self.scale.update(bool(finite.asnumpy()))
             value = float(loss.asnumpy())
@@ -447,8 +495,31 @@ class Trainer:
             os.unlink(old)
 
 
-def finetune(options: PruneOptions, loaded: Loaded, data: TaskData, runtime: Runtime = Runtime()) -> Finetuning:
-    """Phase 3: plain fine-tuning to a converged start (or load it from ``finetuned_checkpoint``)."""
+def stream(options: PruneOptions, data: TaskData, start: int):
+    """The training batches from batch ``start`` of the run's one stream (epochs seeded from ``seed``)."""
+    return batch_stream(data.train, options.batch_size, seed=options.seed, shuffle=options.do_shuffle,
+                        buckets=options.buckets, start=start)
+
+
+def _schedule(options: PruneOptions, peak: float, steps: int):
+    return linear_schedule(peak, steps, options.warmup_fraction) if options.lr_schedule == "linear" else peak
+
+
+def _loss_cell(options: PruneOptions, classifier: BertClassifier) -> nn.Cell:
+    """The with-loss network of a phase: cross-entropy, or the distillation loss."""
+    if options.distill:
+        return DistilledClassifierWithLoss(classifier, DistillationLoss(options.distill_alpha,
+                                                                        options.distill_temperature))
+    return BertClassifierWithLoss(classifier)
+
+
+def finetune(options: PruneOptions, loaded: Loaded, data: TaskData, runtime: Runtime = Runtime(),
+             capacity: int | None = None) -> Finetuning:
+    """Phase 3: plain fine-tuning to a converged start (or load it from ``finetuned_checkpoint``).
+
+    It trains on the first ``finetune_steps`` batches of the run's stream. ``capacity`` leaves
+    room in its optimizer for a later, longer schedule (the control arm reuses its train step).
+    """
     clf = loaded.classifier
     if options.finetuned_checkpoint is not None and Path(options.finetuned_checkpoint).is_file():
         load_checkpoint(options.finetuned_checkpoint, clf, strict=True)
@@ -459,11 +530,11 @@ def finetune(options: PruneOptions, loaded: Loaded, data: TaskData, runtime: Run
     t0 = time.perf_counter()
     net = BertClassifierWithLoss(clf)
     schedule = linear_schedule(options.finetune_lr, options.finetune_steps, options.warmup_fraction)
-    opt = adamw(parameter_groups(net, weight_decay=options.weight_decay), schedule)
-    trainer = Trainer(options, net, opt, data.train, runtime, "finetune")
-    trainer.run(options.finetune_steps)
+    opt = adamw(parameter_groups(net, weight_decay=options.weight_decay), schedule, capacity=capacity)
+    trainer = Trainer(options, net, opt, runtime, "finetune")
+    trainer.run(stream(options, data, 0), options.finetune_steps)
     result = Finetuning(steps=options.finetune_steps, loss_last=float(np.mean(trainer.losses[-20:])),
-                        seconds=time.perf_counter() - t0)
+                        seconds=time.perf_counter() - t0, trainer=trainer)
     if options.finetuned_checkpoint is not None and runtime.is_main:
         save_checkpoint(clf, options.finetuned_checkpoint)
     return result
@@ -487,8 +558,10 @@ def gate(options: PruneOptions, classifier: BertClassifier, data: TaskData) -> G
     return Gating(pruner, pruner.apply(classifier), steps)
 
 
-def train_gated(options: PruneOptions, gating: Gating, data: TaskData, runtime: Runtime = Runtime()) -> GatedTraining:
-    """Phase 5: train ``L = CE + total_reg`` with ``log_a`` in its own parameter group, recording the gates.
+def train_gated(options: PruneOptions, gating: Gating, data: TaskData, runtime: Runtime = Runtime(),
+                teacher: Callable[[int, dict], np.ndarray] | None = None) -> GatedTraining:
+    """Phase 5: train ``L = CE + total_reg`` (or the distillation loss + ``total_reg``) with ``log_a`` in
+    its own parameter group, recording the gates, on the stream after the fine-tuning's batches.
 
     In target mode the controller steps after every optimizer step, and the last
     ``budget_settle_fraction`` of the run trains with exactly ``target_heads`` heads.
@@ -496,10 +569,9 @@ def train_gated(options: PruneOptions, gating: Gating, data: TaskData, runtime: 
     pruner, gated, steps = gating.pruner, gating.gated, gating.steps
     target = gating.target
     gates = ModelGates(gated)
-    net = BertClassifierWithLoss(gated)
-    schedule = linear_schedule(options.learning_rate, steps, options.warmup_fraction) \
-        if options.lr_schedule == "linear" else options.learning_rate
-    opt = adamw(parameter_groups(net, log_a_lr=options.log_a_lr, weight_decay=options.weight_decay), schedule)
+    net = _loss_cell(options, gated)
+    opt = adamw(parameter_groups(net, log_a_lr=options.log_a_lr, weight_decay=options.weight_decay),
+                _schedule(options, options.learning_rate, steps))
     history = GateHistory()
     settle: dict[str, Any] = {}
     settle_step = steps - int(round(options.budget_settle_fraction * steps)) if target is not None else -1
@@ -518,8 +590,8 @@ def train_gated(options: PruneOptions, gating: Gating, data: TaskData, runtime: 
                             step, state["expected_open"], state["target_now"], state["lambda_1"], state["lambda_2"])
 
     t0 = time.perf_counter()
-    trainer = Trainer(options, net, opt, data.train, runtime, "gated")
-    trainer.run(steps, on_step=record)
+    trainer = Trainer(options, net, opt, runtime, "gated")
+    trainer.run(stream(options, data, options.finetune_steps), steps, on_step=record, teacher=teacher)
     log_a = gates.log_a(HEADS)
     logger.info("rank %d final log_a checksum %.8f", runtime.rank, float(np.nansum(log_a)))
     return GatedTraining(steps=steps, seconds=time.perf_counter() - t0, skipped_steps=trainer.scale.skipped,
@@ -550,6 +622,54 @@ def convert(options: PruneOptions, gating: Gating) -> Conversion:
     return Conversion(pruned, pruned.prune_summary, values)
 
 
+class TeacherLogits:
+    """The teacher's logits of each gated step's batch, computed once and kept for the control arm.
+
+    The teacher is the ungated model at gating time, in eval mode (no dropout, no gradient).
+    """
+
+    def __init__(self, teacher: nn.Cell) -> None:
+        self.teacher = teacher
+        self.by_step: dict[int, np.ndarray] = {}
+        self.seconds = 0.0
+
+    def __call__(self, step: int, batch: dict) -> np.ndarray:
+        if step not in self.by_step:
+            t0 = time.perf_counter()
+            self.teacher.set_train(False)
+            features = [ms.Tensor(batch[k]) for k in ("input_ids", "token_type_ids", "input_mask")]
+            self.by_step[step] = self.teacher(*features).asnumpy().astype(np.float32)
+            self.seconds += time.perf_counter() - t0
+        return self.by_step[step]
+
+
+def train_control(options: PruneOptions, classifier: BertClassifier, data: TaskData, steps: int,
+                  runtime: Runtime = Runtime(), finetuning: Finetuning | None = None,
+                  teacher: TeacherLogits | None = None) -> float:
+    """Phase 6: the equal-budget control arm. ``classifier`` (the ungated start) trains ``steps`` steps on the
+    gated phase's batches with its optimizer, schedule, clipping, loss scaling and dropout (and the same
+    distillation term from the same teacher); returns the seconds it took.
+
+    Without distillation it trains in the fine-tuning's compiled step (its optimizer reset), so it
+    pays no new compile.
+    """
+    t0 = time.perf_counter()
+    schedule = _schedule(options, options.learning_rate, steps)
+    reusable = (finetuning is not None and finetuning.trainer is not None and not options.distill
+                and finetuning.trainer.net.bert is classifier)
+    if reusable:
+        trainer = finetuning.trainer
+        trainer.restart("control", schedule if isinstance(schedule, list) else [schedule])
+    else:
+        net = _loss_cell(options, classifier)
+        opt = adamw(parameter_groups(net, weight_decay=options.weight_decay), schedule)
+        trainer = Trainer(options, net, opt, runtime, "control")
+    trainer.run(stream(options, data, options.finetune_steps), steps, teacher=teacher if options.distill else None)
+    logger.info("control: %d steps in %.0f s (%s train step)", steps, time.perf_counter() - t0,
+                "the fine-tuning's" if reusable else "a new")
+    return time.perf_counter() - t0
+
+
 def measure_latency(options: PruneOptions, config: BertConfig, head: dict[str, Any], original_params: dict,
                     pruned: nn.Cell) -> Latency:
     """Phase 8: median forward time of the pruned vs the unpruned classifier, interleaved in one run."""
@@ -571,6 +691,8 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     Raises:
         LRPPruneError: bad options or inputs, or MindSpore not set up for the run.
     """
+    from lrp_prune.app.controls import control_key, default_cache_dir, load_control, paired_drop, store_control
+
     started = time.perf_counter()
     runtime = runtime or current_runtime(options)
     if options.enable_data_sink:
@@ -579,21 +701,37 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     loaded = load_model(options)
     cfg = loaded.config
     data = load_data(options, loaded, runtime)
+    steps = gated_steps(options, data.train)
     timings: dict[str, float] = {}
-    finetuning = finetune(options, loaded, data, runtime)
+    finetuning = finetune(options, loaded, data, runtime, capacity=max(steps, options.finetune_steps))
     if finetuning.seconds is not None:
         timings["finetune_s"] = finetuning.seconds
-    before = evaluate(options, loaded.classifier, data.evaluation, "eval unpruned")
+    start = loaded.classifier  # the ungated start: the teacher, the control's start, the latency baseline
+    before = evaluate(options, start, data.evaluation, "eval start")
     timings["eval_unpruned_s"] = before.seconds
-    original_params = param_dict(loaded.classifier)
+    start_params = param_dict(start)
 
-    gating = gate(options, loaded.classifier, data)
-    training = train_gated(options, gating, data, runtime)
+    cached, key, cache = None, "", None
+    if options.control and not runtime.distributed:  # ranks shard the data: a data-parallel run always trains it
+        cache = Path(options.control_cache) if options.control_cache is not None else default_cache_dir()
+        key = control_key(options, steps, start_params, data.train, data.evaluation)
+        cached = load_control(cache, key)
+        if cached is not None:
+            logger.info("control: reusing the cached result %s (%.2f%%, %d steps)", key,
+                        100 * cached["accuracy"], cached["steps"])
+    teacher = TeacherLogits(start) if options.distill else None
+    # the gated arm is a copy, so the start stays the teacher and, after, trains on as the control
+    gating = gate(options, copy_cell(start), data)
+    training = train_gated(options, gating, data, runtime, teacher)
     timings["gated_train_s"] = training.seconds
+    if teacher is not None:
+        timings["teacher_s"] = teacher.seconds
+    if options.control and cached is None:  # every rank trains it (same batches, averaged gradients)
+        timings["control_train_s"] = train_control(options, start, data, steps, runtime, finetuning, teacher)
     report = RunReport(options=options, train_pairs=data.train_pairs, eval_pairs=data.eval_pairs,
-                       eval_split=data.eval_split, skipped_rows=data.skipped_rows, total_heads=cfg.num_hidden_layers * cfg.num_attention_heads,
-                       target_heads=gating.target, finetuning=finetuning, training=training, rank=runtime.rank,
-                       timings=timings)
+                       eval_split=data.eval_split, skipped_rows=data.skipped_rows,
+                       total_heads=cfg.num_hidden_layers * cfg.num_attention_heads, target_heads=gating.target,
+                       finetuning=finetuning, training=training, rank=runtime.rank, timings=timings)
     if not runtime.is_main:  # other ranks only train; rank 0 evaluates, converts and writes
         report.wall_time_s = time.perf_counter() - started
         return report
@@ -607,15 +745,46 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     conversion = convert(options, gating)
     pruned_eval = evaluate(options, conversion.pruned, data.evaluation, "eval pruned")
     timings["eval_pruned_s"] = pruned_eval.seconds
-    head = {"num_labels": loaded.classifier.num_labels, "pooling": loaded.classifier.pooling}
-    latency = measure_latency(options, cfg, head, original_params, conversion.pruned)
+    del gating  # the gated copy's graphs and optimizer state are no longer needed
+
+    control = None
+    if options.control:
+        if cached is not None:
+            control = Control(cached["accuracy"], cached["predictions"], cached["steps"], cached["seconds"],
+                              cached=True, key=key)
+        else:
+            control_eval = evaluate(options, start, data.evaluation, "eval control")
+            seconds = timings["control_train_s"] + control_eval.seconds
+            control = Control(control_eval.accuracy, control_eval.predictions, steps, seconds, key=key)
+            timings["eval_control_s"] = control_eval.seconds
+            if key:
+                store_control(cache, key, {"accuracy": control.accuracy, "predictions": control.predictions,
+                                           "steps": control.steps, "seconds": control.seconds})
+    head = {"num_labels": start.num_labels, "pooling": start.pooling}
+    latency = measure_latency(options, cfg, head, start_params, conversion.pruned)
+
+    labels = data.evaluation["label_ids"]
+    correct = {"start": before.predictions == labels, "pruned": pruned_eval.predictions == labels}
+    reference = "start"
+    if control is not None:
+        correct["control"] = control.predictions == labels
+        if control.accuracy > before.accuracy:
+            reference = "control"
+    report.drop, report.drop_ci95 = paired_drop(correct["pruned"], correct[reference], seed=options.seed)
+    report.drop_reference = reference
     report.accuracy_before, report.accuracy_gated = before.accuracy, gated_eval.accuracy
     report.accuracy_pruned = pruned_eval.accuracy
     report.pruned_equals_gated = bool(np.array_equal(gated_eval.predictions, pruned_eval.predictions))
+    report.control = control
     report.summary = conversion.summary
     report.gate_values = np.round(conversion.gate_values, 6).tolist()
     report.projection = projection
     report.latency = latency
     report.pruned_model = conversion.pruned
+    report.predictions = {"start": before.predictions, "gated": gated_eval.predictions,
+                          "pruned": pruned_eval.predictions}
+    if control is not None:
+        report.predictions["control"] = control.predictions
+    report.labels = labels
     report.wall_time_s = time.perf_counter() - started
     return report

@@ -174,6 +174,16 @@ def write_report(report: Any, out_dir: str | Path) -> dict[str, Path]:
     return files
 
 
+def _drop_line(r: dict[str, Any]) -> str:
+    """The headline: pruned minus the better of start and control, with its paired 95% interval."""
+    if r.get("drop") is None:
+        return "drop: -"
+    low, high = r["drop_ci95"]
+    against = "max(start, control)" if r.get("accuracy_control") is not None else "start (no control: --no_control)"
+    return (f"drop vs {against} = {r['drop_reference']}: {100 * r['drop']:+.2f} points "
+            f"(paired 95% interval {100 * low:+.2f} to {100 * high:+.2f}, {r['eval_pairs']} pairs)")
+
+
 def format_summary(r: dict[str, Any]) -> str:
     """The short table printed at the end of a run (from ``RunReport.to_dict()``)."""
     target = r.get("target_heads")
@@ -181,8 +191,15 @@ def format_summary(r: dict[str, Any]) -> str:
              f"heads kept: {r['heads_kept']} of {r['total_heads']}" + ("" if target is None else f" (target {target})")]
     split = r.get("eval_split", "eval")
     lines.append(f"{'model':<10} {'accuracy (' + split + ')':>22}")
-    for name, key in (("unpruned", "accuracy_before"), ("gated", "accuracy_gated"), ("pruned", "accuracy_pruned")):
+    rows = [("start", "accuracy_before")]
+    if r.get("accuracy_control") is not None:
+        rows.append((f"control ({r['control_steps']} more steps)", "accuracy_control"))
+    rows += [("gated", "accuracy_gated"), ("pruned", "accuracy_pruned")]
+    for name, key in rows:
         lines.append(f"{name:<10} {100 * r[key]:>21.2f}%")
+    if r.get("accuracy_control") is None:
+        lines.append("control: none (--no_control): the drop below is against the start only")
+    lines.append(_drop_line(r))
     lines.append(f"pruned predictions equal gated: {r['pruned_equals_gated']}")
     lines.append(f"parameters: {r['params_before']:,} -> {r['params_after']:,}")
     lat = r["latency"]
@@ -205,9 +222,18 @@ def render_markdown(r: dict[str, Any]) -> str:
         + (f" after {options['finetune_steps']} fine-tuning steps" if options.get("finetune_steps") else "")
         + ".", "",
         "| model | accuracy | heads | parameters |", "|---|---:|---:|---:|",
-        f"| unpruned | {100 * r['accuracy_before']:.2f}% | {r['total_heads']} | {r['params_before']:,} |",
+        f"| start (unpruned, at gating time) | {100 * r['accuracy_before']:.2f}% | {r['total_heads']} | "
+        f"{r['params_before']:,} |",
+        *([f"| control (unpruned, {r['control_steps']} more steps on the same batches) | "
+           f"{100 * r['accuracy_control']:.2f}% | {r['total_heads']} | {r['params_before']:,} |"]
+          if r.get("accuracy_control") is not None else []),
         f"| gated (eval gates) | {100 * r['accuracy_gated']:.2f}% | {r['total_heads']} | {r['params_before']:,} |",
         f"| pruned | {100 * r['accuracy_pruned']:.2f}% | {r['heads_kept']} | {r['params_after']:,} |", "",
+        f"- **{_drop_line(r)}**",
+        *(["- no equal-budget control was trained (`--no_control`): the start is not trained as long as the "
+           "pruned model, so this drop flatters pruning"] if r.get("accuracy_control") is None else []),
+        *([f"- distillation in the gated phase and the control: alpha {options['distill_alpha']}, temperature "
+           f"{options['distill_temperature']}"] if options.get("distill") else []),
         f"- heads kept per layer: {r['heads_kept_per_layer']}",
         f"- pruned predictions identical to the gated model's: {r['pruned_equals_gated']}",
         f"- attention FLOPs per sequence: {r['attention_flops_before']:,} -> {r['attention_flops_after']:,}",

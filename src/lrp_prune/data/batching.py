@@ -20,7 +20,7 @@ import numpy as np
 from lrp_prune.data.examples import NLIExamples
 from lrp_prune.errors import LRPPruneError, expect, is_int
 
-__all__ = ["SEQUENCE_KEYS", "batches", "num_batches", "shard"]
+__all__ = ["SEQUENCE_KEYS", "batches", "batch_stream", "num_batches", "shard"]
 
 SEQUENCE_KEYS: tuple[str, ...] = ("input_ids", "token_type_ids", "input_mask")
 """Keys of (N, L) arrays that :func:`batches` cuts to a bucket length."""
@@ -209,6 +209,12 @@ def batches(
         [[True, True], [True, False]]
     """
     plan = _plan(arrays, batch_size, shuffle, seed, drop_remainder, buckets, seq_keys)
+    return _materialise(arrays, plan, batch_size, seq_keys, pad_last)
+
+
+def _materialise(arrays: Mapping[str, np.ndarray], plan: list[tuple[np.ndarray, int | None]], batch_size: int,
+                 seq_keys: Sequence[str], pad_last: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """Build the batches of ``plan`` (example indices, bucket length) one at a time."""
     cut = frozenset(seq_keys)
     views = {key: np.asarray(value) for key, value in arrays.items()}
 
@@ -227,3 +233,29 @@ def batches(
             yield batch
 
     return generate()
+
+
+def batch_stream(arrays: Mapping[str, np.ndarray], batch_size: int, *, seed: int = 0, shuffle: bool = True,
+                 buckets: Sequence[int] | None = None, start: int = 0,
+                 seq_keys: Sequence[str] = SEQUENCE_KEYS) -> Iterator[dict[str, np.ndarray]]:
+    """An endless stream of training batches, epoch after epoch, starting at batch ``start``.
+
+    Epoch ``e`` is ``batches(arrays, batch_size, shuffle=shuffle, seed=seed + e,
+    drop_remainder=True, buckets=buckets)``; the stream is the concatenation of the epochs, and
+    ``start`` skips its first batches without building them. So phases that share a stream
+    continue it instead of replaying it: the gated phase and its control both start where the
+    fine-tuning stopped (``start=finetune_steps``) and see the same batches in the same order.
+
+    Example:
+        >>> arrays = {"x": np.arange(6)}
+        >>> s = batch_stream(arrays, 2, shuffle=False, start=2)
+        >>> [next(s)["x"].tolist() for _ in range(3)]   # batch 2, then the next epoch's first two
+        [[4, 5], [0, 1], [2, 3]]
+    """
+    expect(is_int(start) and start >= 0, "start", "an integer >= 0", start)
+    per_epoch = num_batches(arrays, batch_size, drop_remainder=True, buckets=buckets, seq_keys=seq_keys)
+    epoch, skip = divmod(int(start), per_epoch)
+    while True:
+        plan = _plan(arrays, batch_size, shuffle, seed + epoch, True, buckets, seq_keys)
+        yield from _materialise(arrays, plan[skip:], batch_size, seq_keys)
+        epoch, skip = epoch + 1, 0

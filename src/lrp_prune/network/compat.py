@@ -20,7 +20,7 @@ import time
 
 from mindspore import nn
 
-__all__ = ["graph_executor", "drop_compiled_graphs", "copy_cell"]
+__all__ = ["graph_executor", "drop_compiled_graphs", "copy_cell", "cpu_threads_configured"]
 
 
 def graph_executor():
@@ -66,3 +66,12 @@ def copy_cell(root: nn.Cell) -> nn.Cell:
         object.__setattr__(cell, "_create_time", now)
         cells_compile_cache[id(cell)] = cell.compile_cache
     return clone
+
+
+def cpu_threads_configured() -> bool:
+    """Whether MindSpore's CPU kernel thread count was already set in this process (it can be set once)."""
+    try:
+        from mindspore._c_expression import RuntimeConf
+    except ImportError:  # pragma: no cover - a MindSpore without it: assume set, never fail
+        return True
+    return bool(RuntimeConf.get_instance().is_op_threads_num_configured())

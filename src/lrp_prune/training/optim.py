@@ -11,11 +11,11 @@ from typing import Sequence
 
 import mindspore as ms
 import numpy as np
-from mindspore import Tensor, nn, ops
+from mindspore import Parameter, Tensor, nn, ops
 
 from lrp_prune.errors import expect
 
-__all__ = ["adamw", "BiasCorrectedRate", "linear_schedule", "BETA1", "BETA2"]
+__all__ = ["adamw", "reset_adamw", "BiasCorrectedRate", "linear_schedule", "BETA1", "BETA2"]
 
 #: Adam's moment decay rates (those of BERT and PyTorch's AdamW).
 BETA1, BETA2 = 0.9, 0.999
@@ -25,6 +25,9 @@ class BiasCorrectedRate(nn.learning_rate_schedule.LearningRateSchedule):
     """A learning rate per step (a number, or a list: past its end, its last value) times
     Adam's bias correction ``sqrt(1 - beta2**t) / (1 - beta1**t)``, computed in the graph.
 
+    The rates are a (non-trainable) parameter of ``capacity`` entries, so :meth:`set_rates`
+    gives the same compiled graph another schedule (see :func:`reset_adamw`).
+
     Example:
         >>> import mindspore as ms
         >>> rate = BiasCorrectedRate([1.0, 1.0, 0.5])
@@ -32,15 +35,33 @@ class BiasCorrectedRate(nn.learning_rate_schedule.LearningRateSchedule):
         [0.3162, 0.2353, 0.101, 0.0919]
     """
 
-    def __init__(self, rates: float | Sequence[float], beta1: float = BETA1, beta2: float = BETA2) -> None:
+    def __init__(self, rates: float | Sequence[float], beta1: float = BETA1, beta2: float = BETA2,
+                 capacity: int | None = None) -> None:
         super().__init__()
+        values = self._values(rates)
+        self.capacity = max(len(values), int(capacity or 0))
+        self.rates = Parameter(Tensor(self._padded(values)), name="rates", requires_grad=False)  # (capacity,)
+        self.last = Parameter(Tensor(np.array([len(values) - 1], np.int32)), name="last", requires_grad=False)
+        self.beta1 = Tensor(beta1, ms.float32)
+        self.beta2 = Tensor(beta2, ms.float32)
+
+    @staticmethod
+    def _values(rates: float | Sequence[float]) -> list[float]:
         values = [rates] if isinstance(rates, (int, float)) else list(rates)
         expect(len(values) >= 1 and all(isinstance(r, (int, float)) and r >= 0 for r in values), "learning rate",
                "a number >= 0 or a non-empty list of them", rates)
-        self.rates = Tensor(np.asarray(values, np.float32))  # (steps,)
-        self.last = len(values) - 1
-        self.beta1 = Tensor(beta1, ms.float32)
-        self.beta2 = Tensor(beta2, ms.float32)
+        return [float(r) for r in values]
+
+    def _padded(self, values: list[float]) -> np.ndarray:
+        return np.asarray(values + [values[-1]] * (self.capacity - len(values)), np.float32)
+
+    def set_rates(self, rates: float | Sequence[float]) -> None:
+        """Another schedule, before the schedule's graph is compiled (after: :func:`reset_adamw`)."""
+        values = self._values(rates)
+        expect(len(values) <= self.capacity, "learning rate", f"at most {self.capacity} rates (the capacity)",
+               len(values))
+        self.rates.assign_value(Tensor(self._padded(values)))
+        self.last.assign_value(Tensor(np.array([len(values) - 1], np.int32)))
 
     def construct(self, global_step: Tensor) -> Tensor:
         index = ops.minimum(global_step, self.last)  # (1,): past the list, its last rate
@@ -49,7 +70,8 @@ class BiasCorrectedRate(nn.learning_rate_schedule.LearningRateSchedule):
         return ops.gather(self.rates, index, 0) * factor
 
 
-def adamw(groups: list[dict], rates: float | Sequence[float], eps: float = 1e-6) -> nn.Optimizer:
+def adamw(groups: list[dict], rates: float | Sequence[float], eps: float = 1e-6,
+          capacity: int | None = None) -> nn.Optimizer:
     """AdamW with bias correction: ``nn.AdamWeightDecay`` driven by :class:`BiasCorrectedRate`.
 
     Why not ``nn.Adam``: its ``weight_decay`` is an L2 term added to the gradient, which Adam
@@ -66,6 +88,8 @@ def adamw(groups: list[dict], rates: float | Sequence[float], eps: float = 1e-6)
         rates: the learning rate of the other weights: a number, or one per step (after
             the list ends, its last value).
         eps: Adam's epsilon.
+        capacity: room for this many rates, so :func:`reset_adamw` can give the same compiled
+            train step a longer schedule later (default: the schedule's own length).
 
     Returns:
         The optimizer.
@@ -80,8 +104,79 @@ def adamw(groups: list[dict], rates: float | Sequence[float], eps: float = 1e-6)
         >>> type(opt).__name__
         'AdamWeightDecay'
     """
-    fixed = [dict(group, lr=BiasCorrectedRate(group["lr"])) if "lr" in group else group for group in groups]
-    return nn.AdamWeightDecay(fixed, learning_rate=BiasCorrectedRate(rates), beta1=BETA1, beta2=BETA2, eps=eps)
+    fixed = [dict(group, lr=BiasCorrectedRate(group["lr"], capacity=capacity)) if "lr" in group else group
+             for group in groups]
+    return nn.AdamWeightDecay(fixed, learning_rate=BiasCorrectedRate(rates, capacity=capacity), beta1=BETA1,
+                              beta2=BETA2, eps=eps)
+
+
+class _AdamwReset(nn.Cell):
+    """Zero the moments and the step of an :func:`adamw` optimizer and load new rates, *in a graph*.
+
+    MindSpore 2.10 (CPU, GRAPH_MODE): after ``set_data`` or ``assign_value`` from the host on an
+    optimizer's own state (``global_step``, moments), a compiled train step keeps using and updating
+    its device copy, which the host no longer sees. ``ops.assign`` in a graph writes the memory the
+    train step reads.
+    """
+
+    def __init__(self, optimizer: nn.Optimizer, schedules: list) -> None:
+        super().__init__()
+        self.moments1 = optimizer.moments1
+        self.moments2 = optimizer.moments2
+        self.global_step = optimizer.global_step
+        self.schedules = nn.CellList(schedules)
+        self.hyper_map = ops.HyperMap()
+
+    def construct(self, rates: Tensor, last: Tensor) -> Tensor:
+        done = self.hyper_map(ops.partial(_zero), self.moments1)
+        done = ops.depend(done, self.hyper_map(ops.partial(_zero), self.moments2))
+        done = ops.depend(done, ops.assign(self.global_step, ops.zeros_like(self.global_step)))
+        for schedule in self.schedules:
+            done = ops.depend(done, ops.assign(schedule.rates, rates))
+            done = ops.depend(done, ops.assign(schedule.last, last))
+        return ops.depend(last, done)
+
+
+_zero = ops.MultitypeFuncGraph("zero")
+
+
+@_zero.register("Tensor")
+def _zero_one(param: Tensor) -> Tensor:
+    return ops.assign(param, ops.zeros_like(param))
+
+
+def reset_adamw(optimizer: nn.Optimizer, rates: float | Sequence[float]) -> None:
+    """Start :func:`adamw` over, in place: zero moments, step 0, a new schedule for every group.
+
+    A train step built around the optimizer then trains as if it were new, without compiling
+    its graph again (the flow reuses the fine-tuning's compiled step for the control arm). The
+    optimizer must have been built with room for the new schedule (``capacity``); every group
+    takes the new rates (use it for optimizers whose groups share one rate: no ``log_a`` group).
+
+    Example:
+        >>> from lrp_prune import BertConfig, BertModel
+        >>> from lrp_prune.pruning.lrp import parameter_groups
+        >>> model = BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
+        ...                              num_attention_heads=4, intermediate_size=37, seq_length=8), True)
+        >>> opt = adamw(parameter_groups(model), linear_schedule(1e-4, 10), capacity=20)
+        >>> reset_adamw(opt, linear_schedule(2e-5, 20))
+        >>> opt.learning_rate.last.asnumpy().tolist(), int(opt.global_step.asnumpy()[0])
+        ([19], 0)
+    """
+    schedules = [optimizer.learning_rate] if not optimizer.is_group_lr else list(optimizer.learning_rate)
+    for schedule in schedules:
+        expect(isinstance(schedule, BiasCorrectedRate), "reset_adamw", "an optimizer made by adamw()",
+               type(schedule).__name__)
+    values = BiasCorrectedRate._values(rates)
+    capacity = min(s.capacity for s in schedules)
+    expect(len(values) <= capacity, "learning rate", f"at most {capacity} rates (the optimizer's capacity)",
+           len(values))
+    padded = np.asarray(values + [values[-1]] * (schedules[0].capacity - len(values)), np.float32)
+    reset = getattr(optimizer, "_lrp_reset", None)
+    if reset is None:  # compiled once per optimizer
+        reset = _AdamwReset(optimizer, schedules)
+        object.__setattr__(optimizer, "_lrp_reset", reset)
+    reset(Tensor(padded), Tensor(np.array([len(values) - 1], np.int32)))
 
 
 def linear_schedule(peak: float, steps: int, warmup_fraction: float = 0.1) -> list[float]:

@@ -39,7 +39,8 @@ class TrainStep(nn.Cell):
     """One optimizer step of a with-loss cell: scaled backward, overflow check, clipping, update.
 
     Args:
-        network: a cell ``(input_ids, token_type_ids, input_mask, label_ids) -> loss``.
+        network: a cell ``(*inputs) -> loss``, e.g. ``(input_ids, token_type_ids, input_mask,
+            label_ids)`` (a distillation loss adds the teacher's logits).
         optimizer: its optimizer.
         clip_norm: global gradient norm clip (ModelZoo's BERT fine-tuning uses 1.0) of the
             model's weights; ``None`` turns it off. Gate ``log_a`` gradients are left out of
@@ -47,8 +48,8 @@ class TrainStep(nn.Cell):
             scale the weights' gradients down to nothing.
         reducer: a gradient reducer for data parallelism (``nn.DistributedGradReducer``).
 
-    ``construct(input_ids, token_type_ids, input_mask, label_ids, scale)`` returns
-    ``(loss, finite)``: the update is applied only when every gradient is finite.
+    ``construct(*inputs, scale)`` returns ``(loss, finite)``: the update is applied only when
+    every gradient is finite.
     """
 
     def __init__(self, network: nn.Cell, optimizer: nn.Optimizer, clip_norm: float | None = 1.0,
@@ -66,10 +67,11 @@ class TrainStep(nn.Cell):
         self.reducer = reducer
         self.hyper_map = ops.HyperMap()
 
-    def construct(self, input_ids, token_type_ids, input_mask, label_ids, scale):
-        loss = self.network(input_ids, token_type_ids, input_mask, label_ids)
+    def construct(self, *inputs):
+        data, scale = inputs[:-1], inputs[-1]
+        loss = self.network(*data)
         sens = ops.fill(loss.dtype, loss.shape, 1.0) * scale.astype(loss.dtype)
-        grads = self.grad(self.network, self.weights)(input_ids, token_type_ids, input_mask, label_ids, sens)
+        grads = self.grad(self.network, self.weights)(*data, sens)
         if self.reducer is not None:
             grads = self.reducer(grads)
         grads = self.hyper_map(ops.partial(_unscale, 1.0 / scale), grads)

@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""Recipe studies: every run recorded, recipes chosen on a validation split, reported on test pairs.
+
+    python benchmarks/study.py select [--recipes a,b] [--budgets 36,18] [--seeds 1]
+    python benchmarks/study.py final --recipes NAME [--seeds 1,2,3] [--budgets 36,18]
+    python benchmarks/study.py render
+
+``select`` evaluates on a premise-grouped validation split carved out of SNLI's training data
+(``eval_split="validation"``: 5% of the premises, seed 0, left out of training; 2,000 of its
+pairs), never on the test pairs the README reports. ``final`` runs a chosen recipe on all 9,824
+SNLI test pairs and also scores the demo's fixed 2,000-pair subset from the same predictions.
+Every run appends one JSON line to ``benchmarks/results/study.jsonl`` (recipe, seed, heads,
+start / control / gated / pruned accuracy, the drop against max(start, control) with its paired
+95% interval, seconds) and ``benchmarks/STUDIES.md`` is regenerated from it; ``run.py`` never
+touches either. A budget is a head count: ``36`` runs the recipe as it is (its lambda keeps
+about 36 heads), any other count runs it with ``target_heads`` (the demo's lambda at 18 heads
+would need a sweep; the target lands exactly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GLOG_v", "3")
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+JSONL = HERE / "results" / "study.jsonl"
+STUDIES = HERE / "STUDIES.md"
+
+#: Candidate recipes: overrides on top of the demo's recipe (lrp_prune.app.recipes.DEMO).
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "demo-0.1": {},  # the demo as it was before this study (230 + 190 steps, l0 0.012)
+    "distill": dict(distill=True, distill_alpha=0.5, distill_temperature=2.0),
+    "distill-a0.9": dict(distill=True, distill_alpha=0.9, distill_temperature=2.0),
+    "gated-longer": dict(finetune_steps=150, train_steps=270),
+    "gated-longer-distill": dict(finetune_steps=150, train_steps=270, distill=True, distill_alpha=0.5),
+    "lr2e-4": dict(finetune_lr=2e-4, learning_rate=2e-4),
+}
+#: Lambda of each recipe that keeps about 36 heads (the demo's 0.012 unless measured otherwise).
+LAMBDA_36: dict[str, float] = {}
+
+
+def _options(name: str, budget: int, seed: int, final: bool, overrides: dict[str, Any]):
+    from lrp_prune.app.recipes import DEMO
+
+    fields = dict(CANDIDATES.get(name, {}))
+    fields.update(overrides)
+    fields.update(seed=seed, progress=False, out_dir=None, latency_repeats=3)
+    if final:
+        fields.update(eval_split="test", eval_limit=None)
+    else:
+        fields.update(eval_split="validation", eval_limit=2000)
+    if budget != 36:
+        fields.update(target_heads=budget)
+    elif name in LAMBDA_36:
+        fields.update(l0_penalty=LAMBDA_36[name])
+    return DEMO.options(**fields)
+
+
+def _accuracy(pred: np.ndarray, labels: np.ndarray, idx: np.ndarray | None = None) -> float:
+    if idx is not None:
+        pred, labels = pred[idx], labels[idx]
+    return float((pred == labels).mean())
+
+
+def run_one(name: str, budget: int, seed: int, final: bool, overrides: dict[str, Any]) -> dict[str, Any]:
+    """One run of the pipeline; the row recorded for it."""
+    from lrp_prune.app.cli import configure_mindspore
+    from lrp_prune.app.controls import paired_drop
+    from lrp_prune.app.pipeline import run_prune
+
+    options = _options(name, budget, seed, final, overrides)
+    t0 = time.perf_counter()
+    result = run_prune(options, configure_mindspore(options))
+    seconds = time.perf_counter() - t0
+    r = result.to_dict()
+    row = {"recipe": name, "overrides": overrides, "budget": budget, "seed": seed,
+           "split": r["eval_split"], "pairs": r["eval_pairs"], "heads_kept": r["heads_kept"],
+           "start": r["accuracy_before"], "control": r.get("accuracy_control"), "gated": r["accuracy_gated"],
+           "pruned": r["accuracy_pruned"], "drop": r["drop"], "drop_ci95": r["drop_ci95"],
+           "drop_reference": r["drop_reference"], "pruned_equals_gated": r["pruned_equals_gated"],
+           "control_cached": r.get("control_cached"), "seconds": round(seconds, 1),
+           "timings": {k: round(v, 1) for k, v in r["timings"].items()},
+           "latency_ratio": r["latency"]["ratio_pruned_over_unpruned"],
+           "options": {k: r["options"][k] for k in ("finetune_steps", "train_steps", "l0_penalty", "target_heads",
+                                                     "learning_rate", "finetune_lr", "distill", "distill_alpha",
+                                                     "distill_temperature", "buckets", "dropout")},
+           "when": time.strftime("%Y-%m-%d %H:%M")}
+    if final and r["eval_pairs"] == 9824:  # the demo's 2,000 pairs: np.sort(default_rng(0).permutation(N)[:2000])
+        idx = np.sort(np.random.default_rng(0).permutation(9824)[:2000])
+        labels, preds = result.labels, result.predictions
+        sub = {arm: _accuracy(preds[arm], labels, idx) for arm in preds}
+        reference = "control" if sub.get("control", -1) > sub["start"] else "start"
+        drop, ci = paired_drop(preds["pruned"][idx] == labels[idx], preds[reference][idx] == labels[idx], seed=seed)
+        row["demo_2000"] = {"start": sub["start"], "control": sub.get("control"), "pruned": sub["pruned"],
+                            "drop": drop, "drop_ci95": list(ci), "drop_reference": reference}
+    del result
+    return row
+
+
+def append(row: dict[str, Any]) -> None:
+    JSONL.parent.mkdir(parents=True, exist_ok=True)
+    with open(JSONL, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def load_rows() -> list[dict[str, Any]]:
+    if not JSONL.is_file():
+        return []
+    return [json.loads(line) for line in JSONL.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """STUDIES.md: every run, then means and spreads of the final runs."""
+    out = ["# Recipe studies", "",
+           "Generated by `python benchmarks/study.py render` from `benchmarks/results/study.jsonl` (every run, "
+           "appended as it finishes); `benchmarks/run.py` never writes either. Accuracies in %; drop = pruned - "
+           "max(start, control), with its paired 95% bootstrap interval over the same pairs. `select` runs are "
+           "on a premise-grouped validation split of SNLI train (5% of premises, seed 0, excluded from training; "
+           "2,000 pairs); `final` runs on SNLI test (all 9,824 pairs, and the demo's 2,000-pair subset).", ""]
+    for split in ("validation", "test"):
+        chosen = [r for r in rows if r["split"] == split]
+        if not chosen:
+            continue
+        out += [f"## Runs on {split}", "",
+                "| recipe | overrides | budget | seed | heads kept | start | control | gated | pruned | drop [95%] "
+                "| pruned == gated | s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"]
+        for r in chosen:
+            lo, hi = r["drop_ci95"]
+            out.append(f"| {r['recipe']} | `{json.dumps(r['overrides'])}` | {r['budget']} | {r['seed']} | "
+                       f"{r['heads_kept']} | {_pct(r['start'])} | {_pct(r['control'])} | {_pct(r['gated'])} | "
+                       f"{_pct(r['pruned'])} | {100 * r['drop']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] | "
+                       f"{r['pruned_equals_gated']} | {r['seconds']:.0f} |")
+        out.append("")
+    finals = [r for r in rows if r["split"] == "test" and "demo_2000" in r]
+    if finals:
+        out += ["## Final: mean and spread over seeds", "",
+                "| recipe | budget | seeds | heads kept | pairs | start | control | pruned | drop |",
+                "|---|---:|---:|---|---|---|---|---|---|"]
+        groups: dict[tuple, list] = {}
+        for r in finals:
+            groups.setdefault((r["recipe"], json.dumps(r["overrides"]), r["budget"]), []).append(r)
+        for (recipe, _, budget), rs in groups.items():
+            for label, get in (("9,824", lambda x: x), ("2,000 (demo)", lambda x: x["demo_2000"])):
+                vals = {k: [get(x)[k] for x in rs if get(x).get(k) is not None] for k in ("start", "control", "pruned",
+                                                                                            "drop")}
+                cell = {k: (f"{100 * np.mean(v):.2f} ± {100 * np.std(v):.2f}" if v else "-") for k, v in vals.items()}
+                heads = ", ".join(str(x["heads_kept"]) for x in rs)
+                out.append(f"| {recipe} | {budget} | {len(rs)} | {heads} | {label} | {cell['start']} | "
+                           f"{cell['control']} | {cell['pruned']} | {cell['drop']} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("plan", choices=("select", "final", "render"))
+    parser.add_argument("--recipes", default=",".join(CANDIDATES), help="comma-separated CANDIDATES names")
+    parser.add_argument("--budgets", default="36,18", help="heads kept: 36 (the recipe's lambda) or a target")
+    parser.add_argument("--seeds", default=None, help="default: 1 for select, 1,2,3 for final")
+    parser.add_argument("--set", default="{}", help="JSON of PruneOptions overrides for every run")
+    args = parser.parse_args(argv)
+    if args.plan != "render":
+        sys.path.insert(0, str(HERE.parent / "src"))
+        seeds = [int(s) for s in (args.seeds or ("1" if args.plan == "select" else "1,2,3")).split(",")]
+        overrides = json.loads(args.set)
+        for name in args.recipes.split(","):
+            for seed in seeds:
+                for budget in (int(b) for b in args.budgets.split(",")):
+                    row = run_one(name, budget, seed, args.plan == "final", overrides)
+                    append(row)
+                    print(json.dumps({k: row[k] for k in ("recipe", "budget", "seed", "heads_kept", "start", "control",
+                                                          "pruned", "drop", "seconds")}), flush=True)
+                    STUDIES.write_text(render(load_rows()), encoding="utf-8")
+    STUDIES.write_text(render(load_rows()), encoding="utf-8")
+    print(f"wrote {STUDIES}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
