@@ -59,6 +59,8 @@ def test_the_control_trains_as_many_steps_on_the_same_batches_after_the_fine_tun
     assert report["accuracy_control"] is not None and report["drop_reference"] in ("start", "control")
     low, high = report["drop_ci95"]
     assert low <= report["drop"] <= high
+    reference = report["accuracy_control" if report["drop_reference"] == "control" else "accuracy_before"]
+    assert report["drop"] == pytest.approx(report["accuracy_pruned"] - reference)
 
 
 def test_the_cached_control_is_reused_across_lambdas_and_invalidated_by_its_key(tiny_nli, tmp_path, recorded):
@@ -76,9 +78,14 @@ def test_the_cached_control_is_reused_across_lambdas_and_invalidated_by_its_key(
 def test_no_control_says_it_has_none(tiny_nli, tmp_path):
     from lrp_prune.app.report import format_summary, render_markdown
 
-    report = run_flow(tiny_options(tiny_nli, tmp_path, control=False)).to_dict()
+    result = run_flow(tiny_options(tiny_nli, tmp_path, control=False, buckets=(4, 8, 16)))
+    for arm, accuracy in (("start", result.accuracy_before), ("pruned", result.accuracy_pruned)):
+        assert (result.predictions[arm] == result.labels).mean() == pytest.approx(accuracy), arm
+    report = result.to_dict()
     assert report["accuracy_control"] is None and report["control_steps"] is None
     assert report["drop_reference"] == "start"
+    # two buckets reorder the pairs; the paired drop must still compare each pair with itself
+    assert report["drop"] == pytest.approx(report["accuracy_pruned"] - report["accuracy_before"])
     assert "control: none (--no_control)" in format_summary(report)
     assert "no equal-budget control was trained" in render_markdown(report)
 

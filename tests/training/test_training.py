@@ -6,7 +6,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 from lrp_prune import BertClassifier, BertClassifierWithLoss, LRPPruneError
-from lrp_prune.training import DynamicLossScale, TrainStep, evaluate_accuracy, measure_latency
+from lrp_prune.training import DynamicLossScale, TrainStep, evaluate_accuracy, measure_latency, predict_logits
 from mindspore import Tensor, nn
 
 from helpers import random_inputs, tiny_config
@@ -174,3 +174,25 @@ def test_adamw_rejects_bad_rates():
         adamw([{"params": [w]}], [])
     with pytest.raises(LRPPruneError, match="learning rate"):
         adamw([{"params": [w], "lr": -0.1}], 1e-3)
+
+
+def test_bucketed_evaluation_returns_predictions_in_dataset_order():
+    """Buckets regroup examples by length; with "index" every row comes back to its example's place."""
+    from lrp_prune.data.batching import batches
+
+    cfg = tiny_config(num_hidden_layers=1)
+    clf = BertClassifier(cfg, False)
+    rng = np.random.default_rng(0)
+    n, length = 11, 16
+    lengths = rng.integers(3, length + 1, n)
+    ids = rng.integers(1, cfg.vocab_size, (n, length)).astype(np.int32)
+    mask = (np.arange(length)[None] < lengths[:, None]).astype(np.int32)
+    arrays = {"input_ids": ids * mask, "token_type_ids": np.zeros_like(ids), "input_mask": mask,
+              "lengths": lengths, "label_ids": rng.integers(0, 3, n).astype(np.int32), "index": np.arange(n)}
+    one_by_one = np.concatenate([predict_logits(clf, [{k: v[i:i + 1] for k, v in arrays.items()}])[0]
+                                 for i in range(n)])
+    logits, labels = predict_logits(clf, batches(arrays, 4, drop_remainder=False, buckets=(8, 16), pad_last=True))
+    np.testing.assert_allclose(logits, one_by_one, atol=1e-5)
+    np.testing.assert_array_equal(labels, arrays["label_ids"])
+    shuffled = batches(arrays, 4, shuffle=True, seed=1, drop_remainder=False, buckets=(8, 16), pad_last=True)
+    np.testing.assert_allclose(predict_logits(clf, shuffled)[0], one_by_one, atol=1e-5)

@@ -601,10 +601,15 @@ def train_gated(options: PruneOptions, gating: Gating, data: TaskData, runtime: 
 
 # ------------------------------------------------------------------------------------ evaluate, convert, measure
 def evaluate(options: PruneOptions, model: nn.Cell, arrays: dict[str, np.ndarray], desc: str) -> Evaluation:
-    """Accuracy and predictions of ``model`` (eval mode) on ``arrays``, in length buckets."""
+    """Accuracy and predictions of ``model`` (eval mode) on ``arrays``, in length buckets.
+
+    Predictions come back in the order of ``arrays`` (example ``i`` at row ``i``), so arms
+    evaluated separately can be compared pair by pair.
+    """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    arrays = {**arrays, "index": np.arange(len(arrays["label_ids"]))}
     total = num_batches(arrays, options.eval_batch_size, drop_remainder=False, buckets=options.buckets)
     with tqdm(total=total, desc=desc, disable=not options.progress, unit="batch", dynamic_ncols=True) as bar:
         accuracy, preds = evaluate_accuracy(
