@@ -25,6 +25,7 @@ from lrp_prune import _moved
 from lrp_prune.errors import LRPPruneError
 from lrp_prune.io.checkpoint import LoadReport, load_checkpoint, save_checkpoint
 from lrp_prune.io.export import export_mindir, load_mindir
+from lrp_prune.io.onnx_export import check_onnx, export_onnx
 from lrp_prune.io.saved import load_pruned, read_heads_to_prune, save_pruned
 from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss, BertModel, check_inputs, prune_heads
 from lrp_prune.network.config import BertConfig
@@ -55,7 +56,9 @@ __all__ = [
     "PruningType",
     "SupportedModels",
     "check_inputs",
+    "check_onnx",
     "export_mindir",
+    "export_onnx",
     "load_checkpoint",
     "load_mindir",
     "load_pruned",
