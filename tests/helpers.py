@@ -160,3 +160,14 @@ def write_tiny_nli(root, n_train: int = 96, n_dev: int = 40, seed: int = 0, cfg:
     return {"data_dir": str(data_dir), "vocab_file": str(root / "vocab.txt"),
             "config_json": str(root / "bert_config.json"), "checkpoint": str(root / "bert_cls.ckpt"),
             "root": os.fspath(root)}
+
+
+def cli(*args, timeout=600):
+    """Run ``python -m lrp_prune *args`` in a subprocess (GLOG_v=3); the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, GLOG_v="3")
+    return subprocess.run([sys.executable, "-m", "lrp_prune", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)

@@ -103,6 +103,16 @@ def test_tutorial_real_model_blocks_run(tmp_path, monkeypatch):
     run_blocks(path, real)
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(900)  # about three minutes here
+def test_own_data_walkthrough_runs_from_the_repository_root(monkeypatch):
+    path = DOCS / "own-data.md"
+    _, real = _split(path)
+    assert real and "samples/reviews/train.csv" in real[0][1]
+    monkeypatch.chdir(DOCS.parent)  # the page's paths are the repository's; outputs go to a temp dir
+    run_blocks(path, real)
+
+
 # ---------------------------------------------------------------------------- api.md
 def _gen_api():
     spec = importlib.util.spec_from_file_location("gen_api", DOCS / "gen_api.py")

@@ -34,6 +34,7 @@ from lrp_prune.network.hard_concrete import GateSettings, HardConcreteGate
 from lrp_prune.pruning.lrp import (HeadPruningFactory, LRPHeadPruner, PrunerConfig, PruningType, SupportedModels,
                                    parameter_groups)
 from lrp_prune.pruning.summary import PruningSummary
+from lrp_prune.training.distill import DistillationLoss
 
 _moved.install()
 
@@ -44,6 +45,7 @@ __all__ = [
     "BertModel",
     "BertClassifier",
     "BertClassifierWithLoss",
+    "DistillationLoss",
     "GateSettings",
     "HardConcreteGate",
     "HeadPruningFactory",

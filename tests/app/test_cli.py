@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import re
 
 import pytest
 from lrp_prune.io.saved import FILES
 from PIL import Image
 
-from helpers import write_tiny_nli
+from helpers import cli, write_tiny_nli
 
 
 # every test runs lrp-prune in a subprocess or a whole flow
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-def cli(*args, timeout=600):
-    env = dict(os.environ, GLOG_v="3")
-    return subprocess.run([sys.executable, "-m", "lrp_prune", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +81,10 @@ def test_export_and_bench(demo_run):
     proc = cli("export", pruned, "--batch_size", 2, "--seq_length", 16)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (pruned / "pruned_model.mindir").stat().st_size > 0
+    proc = cli("export", pruned, "--format", "onnx", "--check")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    diff = float(re.search(r"max \|diff\| (\S+)", proc.stdout).group(1))
+    assert (pruned / "pruned_model.onnx").stat().st_size > 0 and diff < 1e-4
     proc = cli("bench", pruned, "--batch_size", 2, "--seq_length", 16, "--repeats", 2, "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)

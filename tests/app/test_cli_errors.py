@@ -88,6 +88,9 @@ def test_an_empty_path_flag_means_not_given():
     options = cli.build_options("prune", args)
     assert (options.load_checkpoint_path, options.save_dir_path, options.vocab_file, options.data_dir,
             options.finetuned_checkpoint, options.save_checkpoint_path) == (None,) * 6
+    assert options.out_dir == "./lrp_prune_out"  # prune always writes its report and model somewhere
+    args = parser.parse_args(["prune", "--out", ""])
+    options = cli.build_options("prune", args)
     assert options.pruned_dir is None and options.report_dir is None
     sample = cli.sample_parser().parse_args(["--load_checkpoint_path", ""])
     assert cli.build_options("sample", sample).load_checkpoint_path is None

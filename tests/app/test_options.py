@@ -88,7 +88,7 @@ def test_special_flags_are_generated_from_metadata():
 @pytest.mark.parametrize("field,value,needle", [
     ("batch_size", 0, "batch_size: expected a positive integer"),
     ("learning_rate", float("nan"), "learning_rate: expected a positive number"),
-    ("task", "qqp", "task: expected one of"),
+    ("task", "imdb", "task: expected one of"),
     ("warmup_fraction", 1.0, "warmup_fraction: expected a number in [0, 1)"),
     ("target_heads", 0, "target_heads: expected an int >= 1 or a fraction in (0, 1)"),
     ("dropout", "yes", "dropout: expected True or False"),

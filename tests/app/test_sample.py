@@ -46,14 +46,14 @@ def base_flags(tiny, out):
 
 
 def accuracies(stdout: str) -> dict[str, float]:
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(unpruned|gated|pruned)\s+([\d.]+)%", stdout, re.M)}
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(start|control|gated|pruned)\b[^%\n]*?\s([\d.]+)%", stdout, re.M)}
 
 
 def test_sample_end_to_end(tiny, tmp_path):
     proc = run(base_flags(tiny, tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     acc = accuracies(proc.stdout)
-    assert set(acc) == {"unpruned", "gated", "pruned"}
+    assert set(acc) == {"start", "control", "gated", "pruned"}
     assert acc["gated"] == acc["pruned"]
     assert "pruned predictions equal gated: True" in proc.stdout
     assert "heads kept per layer:" in proc.stdout and "latency pruned/unpruned" in proc.stdout
@@ -108,7 +108,7 @@ def test_bad_input_is_one_clear_line(tiny, tmp_path, case):
         flags[flags.index("--data_dir") + 1] = str(bad)
         expected = "sentence1"
     elif case == "unknown_task":
-        flags[flags.index("--task") + 1] = "qqp"
+        flags[flags.index("--task") + 1] = "imdb"
         expected = "task"
     else:
         from helpers import tiny_config

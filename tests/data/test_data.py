@@ -203,8 +203,10 @@ def test_load_task_snli(tmp_path: Path) -> None:
 
 
 def test_load_task_errors(tmp_path: Path) -> None:
-    with pytest.raises(LRPPruneError, match=r"task: expected one of \['mnli', 'snli'\], got 'qnli'"):
-        load_task("qnli", tmp_path)
+    with pytest.raises(LRPPruneError, match=r"task: expected one of \['mnli', 'snli', 'qnli', .*'file'\], got 'squad'"):
+        load_task("squad", tmp_path)
+    with pytest.raises(LRPPruneError, match="data file: expected an existing file, got .*train.tsv"):
+        load_task("qnli", tmp_path)  # a GLUE task whose files are not there
     with pytest.raises(LRPPruneError, match="data_dir: expected an existing directory"):
         load_task("snli", tmp_path / "absent")
     with pytest.raises(LRPPruneError, match="SNLI train file"):

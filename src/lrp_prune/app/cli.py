@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 os.environ.setdefault("GLOG_v", "3")
 
@@ -31,6 +31,9 @@ class _Parser(argparse.ArgumentParser):
 
 #: The recipe each command starts from (``--recipe`` or the demo's ``--full`` choose another).
 COMMAND_RECIPES = {"sample": "sample", "prune": "sample", "demo": "demo"}
+#: What a command changes on top of its recipe: ``prune`` always writes its report and the model
+#: (into ``--save_dir_path`` when that is given, else here).
+COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {"prune": {"out_dir": "./lrp_prune_out"}}
 
 
 def build_options(command: str, args: argparse.Namespace):
@@ -45,7 +48,8 @@ def build_options(command: str, args: argparse.Namespace):
     given = given_options(args)
     name = given.pop("recipe", None) or COMMAND_RECIPES[command]
     try:
-        return recipe(name).options(**given)
+        defaults = {} if given.get("save_dir_path") is not None else COMMAND_DEFAULTS.get(command, {})
+        return recipe(name).options(**{**defaults, **given})
     except LRPPruneError as err:
         field, sep, rest = str(err).partition(": ")
         if sep and field in given or field == "recipe":
@@ -57,7 +61,7 @@ def _add_flags(parser: argparse.ArgumentParser, command: str) -> None:
     from lrp_prune.app.options import add_option_flags
     from lrp_prune.app.recipes import recipe
 
-    add_option_flags(parser, command, recipe(COMMAND_RECIPES[command]).options())
+    add_option_flags(parser, command, recipe(COMMAND_RECIPES[command]).options(**COMMAND_DEFAULTS.get(command, {})))
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -225,10 +229,20 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from lrp_prune.io.export import export_mindir
     from lrp_prune.io.saved import load_pruned
 
     model = load_pruned(args.dir)
+    if args.format == "onnx":
+        from lrp_prune.io.onnx_export import check_onnx, export_onnx
+
+        path = export_onnx(model, args.output or Path(args.dir) / "pruned_model.onnx", opset=args.opset)
+        print(f"exported {path} (opset {args.opset}; inputs (batch, sequence), both dynamic)")
+        if args.check:
+            seq = min(16, model_seq(model))
+            print(f"onnxruntime vs MindSpore on random inputs: max |diff| {check_onnx(model, path, ((2, seq),)):.2e}")
+        return 0
+    from lrp_prune.io.export import export_mindir
+
     path = export_mindir(model, args.output or Path(args.dir) / "pruned_model.mindir", args.batch_size,
                          args.seq_length)
     print(f"exported {path} for inputs ({args.batch_size}, {args.seq_length or model_seq(model)})")
@@ -270,13 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--png", default=None, type=parse_path,
                          help="where to write the picture (not given or \"\": inspect.png beside the input)")
     inspect.set_defaults(func=_cmd_inspect)
-    export = sub.add_parser("export", help="export a pruned directory to MindIR")
+    export = sub.add_parser("export", help="export a pruned directory to MindIR or ONNX")
     export.add_argument("dir", help="a pruned directory")
+    export.add_argument("--format", choices=("mindir", "onnx"), default="mindir",
+                        help="mindir (fixed shapes, MindSpore's exporter) or onnx (dynamic batch and sequence; "
+                             "needs pip install \"lrp_prune[onnx]\")")
     export.add_argument("--output", default=None, type=parse_path,
-                        help="the .mindir path (not given or \"\": DIR/pruned_model.mindir)")
-    export.add_argument("--batch_size", type=parse_positive_int, default=1, help="batch size of the exported graph")
+                        help="the file (not given or \"\": DIR/pruned_model.mindir or DIR/pruned_model.onnx)")
+    export.add_argument("--batch_size", type=parse_positive_int, default=1,
+                        help="batch size of the exported MindIR graph (ONNX: dynamic)")
     export.add_argument("--seq_length", type=parse_positive_int, default=None,
-                        help="sequence length (default: the config's)")
+                        help="sequence length of the MindIR graph (default: the config's; ONNX: dynamic)")
+    export.add_argument("--opset", type=parse_positive_int, default=17, help="ONNX opset (13 or later)")
+    export.add_argument("--check", action="store_true",
+                        help="ONNX: run the file in onnxruntime and print its largest difference from MindSpore")
     export.set_defaults(func=_cmd_export)
     bench = sub.add_parser("bench", help="latency of a pruned model vs its original")
     bench.add_argument("dir", help="a pruned directory")

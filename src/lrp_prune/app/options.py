@@ -34,10 +34,11 @@ from lrp_prune.pruning.lrp import DEFAULT_LOG_A_INIT
 
 __all__ = ["PruneOptions", "MINILM_NAME", "COMMANDS", "option", "add_option_flags", "given_options", "flag_of",
            "parse_bool", "parse_target", "parse_pair", "parse_ints", "parse_log_a_init", "parse_path", "parse_positive_int",
+           "parse_names",
            "options_dict"]
 
 MINILM_NAME = "all-MiniLM-L6-v2"
-_DEFAULT_EVAL_SPLIT = {"snli": "test", "mnli": "dev_matched"}
+_DEFAULT_EVAL_SPLIT = {"snli": "test", "mnli": "dev_matched", "file": "eval"}  # the other GLUE tasks: dev
 
 #: The commands whose flags come from these fields ("sample" is samples/run_sample_bert.py).
 COMMANDS = ("sample", "prune", "demo")
@@ -80,6 +81,14 @@ def parse_ints(text: str) -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """Comma-separated names, e.g. ``premise,hypothesis``."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
 
 
 def parse_log_a_init(text: str) -> float | str:
@@ -151,7 +160,8 @@ class PruneOptions:
                                      "on its shard", group="original", parser=parse_bool, commands=_NOT_DEMO)
     epoch_size: int = option(1, "epochs of gated fine-tuning when --train_steps is not given", group="original",
                              parser=int, commands=_NOT_DEMO)
-    enable_save_ckpt: bool = option(False, "save the gated model every --save_checkpoint_steps steps",
+    enable_save_ckpt: bool = option(False, "save the model every --save_checkpoint_steps steps of fine-tuning "
+                                           "(lrp_finetune-N.ckpt) and gated training (lrp_gated-N.ckpt)",
                                     group="original", parser=parse_bool, commands=_NOT_DEMO)
     enable_lossscale: bool = option(False, "dynamic loss scaling (works on CPU: overflowed steps are skipped, "
                                            "scale halved)", group="original", parser=parse_bool, commands=_NOT_DEMO)
@@ -172,12 +182,30 @@ class PruneOptions:
                                         commands=_NOT_DEMO)
     save_checkpoint_num: int = option(1, "how many periodic checkpoints to keep", group="original", parser=int,
                                       commands=_NOT_DEMO)
-    data_dir: str | None = option(None, "GLUE MNLI dir (train.tsv, dev_matched.tsv) or SNLI jsonl dir; not given: "
-                                        "--task snli fetches SNLI from the registry, mnli is an error",
+    data_dir: str | None = option(None, "the task's directory: a GLUE task in GLUE's layout (train.tsv, dev.tsv; "
+                                        "MNLI: dev_matched.tsv) or SNLI's jsonl files; not given: --task snli "
+                                        "fetches SNLI from the registry, other GLUE tasks are an error",
                                   group="original",
                                   parser=parse_path)
     # ---- model and data
-    task: str = option("mnli", "the NLI task", group="model", choices=TASKS)
+    task: str = option("mnli", "the task: snli, a GLUE classification task in its standard layout under "
+                               "--data_dir, or file (your own CSV/TSV/JSONL: --train_file, --eval_file, "
+                               "--text_columns, --label_column)", group="model", choices=TASKS)
+    train_file: str | None = option(None, "--task file: the training file (.csv, .tsv or .jsonl)", group="model",
+                                    parser=parse_path)
+    eval_file: str | None = option(None, "--task file: the evaluation file", group="model", parser=parse_path)
+    test_file: str | None = option(None, "--task file: an optional test file (evaluate it with --eval_split test)",
+                                   group="model", parser=parse_path)
+    text_columns: tuple[str, ...] = option(("text",), "--task file: one or two text columns, e.g. review or "
+                                                      "premise,hypothesis", group="model", parser=parse_names,
+                                           metavar="A[,B]")
+    label_column: str = option("label", "--task file: the label column", group="model")
+    group_column: str | None = option(None, "--task file: examples sharing it stay on one side of a held-out "
+                                            "split (not given: the first text column)", group="model",
+                                      parser=parse_path)
+    labels: tuple[str, ...] | None = option(None, "the class names in id order, for a head trained with its own "
+                                                  "order (not given: integer labels by value, names sorted)",
+                                            group="model", parser=parse_names, metavar="A,B,...")
     model: str = option(MINILM_NAME, f"a HuggingFace BERT directory, {MINILM_NAME!r} (cached from the registry), "
                                      "or a BertConfig JSON paired with --load_checkpoint_path", group="model")
     vocab_file: str | None = option(None, "WordPiece vocab.txt (not given: the model directory's)", group="model",
@@ -322,6 +350,17 @@ class PruneOptions:
         expect(isinstance(buckets, (tuple, list)) and all(is_int(b) and b >= 1 for b in buckets), "buckets",
                "a sequence of positive integers", buckets)
         set_("buckets", tuple(sorted({int(b) for b in buckets if b < self.max_seq_length})) + (self.max_seq_length,))
+        expect(isinstance(self.text_columns, (tuple, list)) and 1 <= len(self.text_columns) <= 2
+               and all(isinstance(c, str) and c for c in self.text_columns), "text_columns",
+               "one or two column names", self.text_columns)
+        set_("text_columns", tuple(self.text_columns))
+        if self.labels is not None:
+            expect(isinstance(self.labels, (tuple, list)) and len(set(self.labels)) == len(self.labels) >= 2,
+                   "labels", "two or more distinct class names", self.labels)
+            set_("labels", tuple(str(v) for v in self.labels))
+        if self.task == "file":
+            for name in ("train_file", "eval_file"):
+                expect(getattr(self, name) is not None, name, "a file with --task file", None)
         if self.recipe is not None:
             from lrp_prune.app.recipes import RECIPES
 
@@ -342,8 +381,16 @@ class PruneOptions:
 
     @property
     def eval_split_name(self) -> str:
-        """The split evaluated: ``eval_split``, or the task's default."""
-        return self.eval_split or _DEFAULT_EVAL_SPLIT[self.task]
+        """The split evaluated: ``eval_split``, or the task's default (snli test, mnli dev_matched, the other
+        GLUE tasks dev, file eval)."""
+        return self.eval_split or _DEFAULT_EVAL_SPLIT.get(self.task, "dev")
+
+    @property
+    def file_task(self) -> dict:
+        """The keyword arguments of :func:`~lrp_prune.data.tables.load_files` (``task="file"``)."""
+        return {"train_file": self.train_file, "eval_file": self.eval_file, "test_file": self.test_file,
+                "text_columns": self.text_columns, "label_column": self.label_column,
+                "group_column": self.group_column, "labels": self.labels}
 
     @property
     def pruned_dir(self) -> str | None:

@@ -97,6 +97,8 @@ class TaskData:
     evaluation: dict[str, np.ndarray]
     eval_split: str
     skipped_rows: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> reason -> rows
+    label_names: tuple[str, ...] = NLI_LABELS
+    truncated: dict[str, float] = field(default_factory=dict)  # split -> share of rows cut at max_seq_length
 
     @property
     def train_pairs(self) -> int:
@@ -264,6 +266,9 @@ class RunReport:
     drop_reference: str | None = None
     predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    label_names: tuple[str, ...] = NLI_LABELS
+    truncated: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, dict] = field(default_factory=dict)  # arm (start, control, pruned) -> classification metrics
     summary: PruningSummary | None = None
     gate_values: list | None = None
     projection: dict[str, Any] | None = None
@@ -291,7 +296,8 @@ class RunReport:
         """The report as plain JSON (report.json); the pruned model is left out."""
         out: dict[str, Any] = {"options": options_dict(self.options), "train_pairs": self.train_pairs,
                                "eval_pairs": self.eval_pairs, "eval_split": self.eval_split,
-                               "data": {"skipped_rows": self.skipped_rows},
+                               "data": {"skipped_rows": self.skipped_rows, "truncated_share": self.truncated,
+                                        "label_names": list(self.label_names)},
                                "total_heads": self.total_heads, "target_heads": self.target_heads}
         if self.finetuning.loaded_from is not None:
             out["finetuned_from"] = self.finetuning.loaded_from
@@ -322,7 +328,7 @@ class RunReport:
                    heads_removed={str(k): v for k, v in s.heads_removed.items()}, kept_heads=s.kept_heads,
                    params_before=s.params_before, params_after=s.params_after,
                    attention_flops_before=s.attention_flops_before, attention_flops_after=s.attention_flops_after,
-                   warnings=s.warnings, latency=self.latency.to_dict(), timings=self.timings,
+                   metrics=self.metrics, warnings=s.warnings, latency=self.latency.to_dict(), timings=self.timings,
                    wall_time_s=self.wall_time_s, save_dir_path=self.save_dir_path)
         return out
 
@@ -342,8 +348,15 @@ def _model_dir(options: PruneOptions) -> Path | None:
     return path if path.is_dir() else None
 
 
-def load_classifier(options: PruneOptions, is_training: bool) -> tuple[BertClassifier, Path | None]:
-    """Build the classifier the options describe and load its weights; returns ``(classifier, model_dir)``."""
+def load_classifier(options: PruneOptions, is_training: bool,
+                    label_names: tuple[str, ...] = NLI_LABELS) -> tuple[BertClassifier, Path | None]:
+    """Build the classifier the options describe (one output per class of ``label_names``) and load
+    its weights; returns ``(classifier, model_dir)``.
+
+    Raises:
+        LRPPruneError: a checkpoint whose classifier head has another number of classes than the
+            data (naming both), or whose backbone does not match the model.
+    """
     model_dir = _model_dir(options)
     if model_dir is not None:
         base = BertConfig.from_hf_config(model_dir)
@@ -357,14 +370,24 @@ def load_classifier(options: PruneOptions, is_training: bool) -> tuple[BertClass
     expect(options.max_seq_length <= base.max_position_embeddings, "max_seq_length",
            f"at most the model's max_position_embeddings ({base.max_position_embeddings})", options.max_seq_length)
     cfg = dataclasses.replace(base, seq_length=options.max_seq_length)
-    clf = BertClassifier(cfg, is_training and options.dropout, num_labels=len(NLI_LABELS),
+    clf = BertClassifier(cfg, is_training and options.dropout, num_labels=len(label_names),
                          pooling=options.resolved_pooling)
+    clf.label_names = tuple(label_names)
     if model_dir is not None:
         from lrp_prune.io.hf import read_hf_state
 
         load_param_dict(clf.bert, read_hf_state(model_dir), strict=True, source=f"model {str(model_dir)!r}")
     if options.load_checkpoint_path is not None:
-        report = load_checkpoint(options.load_checkpoint_path, clf, strict=False)
+        from lrp_prune.io.checkpoint import read_checkpoint
+
+        values = read_checkpoint(options.load_checkpoint_path)
+        head = next((v for n, v in values.items() if n.endswith("dense_1.weight")), None)
+        if head is not None and head.shape[0] != len(label_names):
+            raise LRPPruneError(
+                f"checkpoint {options.load_checkpoint_path!r}: expected a classifier head with {len(label_names)} "
+                f"classes (the data's: {list(label_names)}), got one with {head.shape[0]} (dense_1.weight "
+                f"{list(head.shape)}); use a checkpoint fine-tuned on this task, or leave it out to train a new head")
+        report = load_param_dict(clf, values, strict=False, source=f"checkpoint {options.load_checkpoint_path!r}")
         backbone_missing = [n for n in report.missing if not n.startswith("dense_1.")]
         if backbone_missing:
             raise LRPPruneError(f"checkpoint {options.load_checkpoint_path!r}: expected every backbone parameter "
@@ -375,9 +398,48 @@ def load_classifier(options: PruneOptions, is_training: bool) -> tuple[BertClass
     return clf, model_dir
 
 
-def load_model(options: PruneOptions) -> Loaded:
-    """Phase 1: the classifier (training mode) and its tokenizer."""
-    clf, model_dir = load_classifier(options, is_training=True)
+def read_task(options: PruneOptions, runtime: Runtime = Runtime()):
+    """Phase 1: the task's training and evaluation examples (subset, held out, sharded) and what was skipped.
+
+    Returns:
+        ``(train, evaluation, skipped_rows)``: :class:`~lrp_prune.data.examples.TextExamples` twice,
+        and ``{split: {reason: rows}}``.
+    """
+    if options.task == "file":
+        splits = load_task("file", **options.file_task)
+    else:
+        data_dir = options.data_dir
+        if data_dir is None:
+            expect(options.task == "snli", "data_dir", f"the {options.task.upper()} directory in GLUE's layout "
+                                                       "(train.tsv, dev.tsv)", None)
+            from lrp_prune.io.assets import fetch_snli
+
+            data_dir = str(fetch_snli())
+        expect(Path(data_dir).is_dir(), "data_dir", "an existing directory", data_dir)
+        splits = load_task(options.task, data_dir)
+    if options.eval_split_name == "validation":  # for choosing recipes: never the reported test pairs
+        splits["train"], splits["validation"] = grouped_split(splits["train"], options.validation_fraction,
+                                                              options.validation_seed)
+    expect(options.eval_split_name in splits, "eval_split", f"one of {sorted(splits)} or 'validation'",
+           options.eval_split_name)
+    train, evaluation = splits["train"], splits[options.eval_split_name]
+    if options.labels is not None and options.task != "file":  # a head trained with its own class order
+        train, evaluation = train.relabel(options.labels), evaluation.relabel(options.labels)
+    if options.train_limit is not None and options.train_limit < len(train):
+        rng = np.random.default_rng(options.seed)
+        train = train.subset(np.sort(rng.permutation(len(train))[: options.train_limit]))
+    if options.eval_limit is not None and options.eval_limit < len(evaluation):
+        keep = np.sort(np.random.default_rng(0).permutation(len(evaluation))[: options.eval_limit])
+        evaluation = evaluation.subset(keep)
+    if runtime.group > 1:
+        train = shard(train, runtime.group, runtime.rank)
+    skipped = {name: dict(examples.skipped) for name, examples in splits.items() if examples.skipped}
+    return train, evaluation, skipped
+
+
+def load_model(options: PruneOptions, label_names: tuple[str, ...] = NLI_LABELS) -> Loaded:
+    """Phase 2: the classifier (training mode, one output per class) and its tokenizer."""
+    clf, model_dir = load_classifier(options, is_training=True, label_names=label_names)
     if options.freeze_word_embeddings:  # out of every optimizer: no gradient, no Adam state
         clf.bert.bert_embedding_lookup.embedding_table.requires_grad = False
     if options.vocab_file is not None:
@@ -388,38 +450,30 @@ def load_model(options: PruneOptions) -> Loaded:
     return Loaded(clf, model_dir, tokenizer)
 
 
-def load_data(options: PruneOptions, loaded: Loaded, runtime: Runtime = Runtime()) -> TaskData:
-    """Phase 2: read, subset, shard and tokenize the training and evaluation splits."""
-    data_dir = options.data_dir
-    if data_dir is None:
-        expect(options.task == "snli", "data_dir", "a GLUE MNLI directory (train.tsv, dev_matched.tsv)", None)
-        from lrp_prune.io.assets import fetch_snli
-
-        data_dir = str(fetch_snli())
-    expect(Path(data_dir).is_dir(), "data_dir", "an existing directory", data_dir)
-    splits = load_task(options.task, data_dir)
-    if options.eval_split_name == "validation":  # for choosing recipes: never the reported test pairs
-        splits["train"], splits["validation"] = grouped_split(splits["train"], options.validation_fraction,
-                                                              options.validation_seed)
-    expect(options.eval_split_name in splits, "eval_split", f"one of {sorted(splits)} or 'validation'",
-           options.eval_split_name)
-    train, evaluation = splits["train"], splits[options.eval_split_name]
-    if options.train_limit is not None and options.train_limit < len(train):
-        rng = np.random.default_rng(options.seed)
-        train = train.subset(np.sort(rng.permutation(len(train))[: options.train_limit]))
-    if options.eval_limit is not None and options.eval_limit < len(evaluation):
-        keep = np.sort(np.random.default_rng(0).permutation(len(evaluation))[: options.eval_limit])
-        evaluation = evaluation.subset(keep)
-    if runtime.group > 1:
-        train = shard(train, runtime.group, runtime.rank)
+def encode(options: PruneOptions, loaded: Loaded, train, evaluation, skipped: dict,
+           runtime: Runtime = Runtime()) -> TaskData:
+    """Phase 3: tokenize both splits; counts the rows cut at ``max_seq_length`` (and advises when many are)."""
     vocab_size = loaded.config.vocab_size
-    skipped = {name: dict(examples.skipped) for name, examples in splits.items() if examples.skipped}
-    data = TaskData(encode_examples(loaded.tokenizer, train, options.max_seq_length, vocab_size),
-                    encode_examples(loaded.tokenizer, evaluation, options.max_seq_length, vocab_size),
-                    options.eval_split_name, skipped)
-    logger.info("data: %d training pairs (rank %d/%d), %d %s pairs", data.train_pairs, runtime.rank, runtime.group,
-                data.eval_pairs, data.eval_split)
+    stats: dict[str, dict] = {"train": {}, options.eval_split_name: {}}
+    data = TaskData(encode_examples(loaded.tokenizer, train, options.max_seq_length, vocab_size, stats["train"]),
+                    encode_examples(loaded.tokenizer, evaluation, options.max_seq_length, vocab_size,
+                                    stats[options.eval_split_name]),
+                    options.eval_split_name, skipped, tuple(train.label_names))
+    data.truncated = {split: round(st["truncated"] / max(1, st["examples"]), 4) for split, st in stats.items()}
+    for split, share in data.truncated.items():
+        if share > 0.05:
+            logger.warning("%s: %.1f%% of the examples are longer than max_seq_length=%d and lose their end; "
+                           "raise --max_seq_length (reviews and documents are longer than NLI pairs)",
+                           split, 100 * share, options.max_seq_length)
+    logger.info("data: %d training examples (rank %d/%d), %d %s examples, classes %s", data.train_pairs,
+                runtime.rank, runtime.group, data.eval_pairs, data.eval_split, list(data.label_names))
     return data
+
+
+def load_data(options: PruneOptions, loaded: Loaded, runtime: Runtime = Runtime()) -> TaskData:
+    """Phases 1 and 3 for an already loaded model: read and tokenize the splits."""
+    train, evaluation, skipped = read_task(options, runtime)
+    return encode(options, loaded, train, evaluation, skipped, runtime)
 
 
 # ------------------------------------------------------------------------------------ training
@@ -432,8 +486,9 @@ class Trainer:
     """
 
     def __init__(self, options: PruneOptions, net: nn.Cell, optimizer: nn.Optimizer, runtime: Runtime,
-                 tag: str) -> None:
+                 tag: str, checkpoints: bool = True) -> None:
         self.options = options
+        self.checkpoints = checkpoints  # the control arm is a measurement: it saves no checkpoints
         self.net = net
         self.optimizer = optimizer
         self.step_cell = TrainStep(net, optimizer, clip_norm=1.0, reducer=runtime.reducer(optimizer.parameters))
@@ -446,10 +501,10 @@ class Trainer:
         return DynamicLossScale(self.options.loss_scale, 2.0, self.options.loss_scale_window,
                                 enabled=self.options.enable_lossscale)
 
-    def restart(self, tag: str, rates) -> None:
+    def restart(self, tag: str, rates, checkpoints: bool) -> None:
         """Train on from step 0 with a fresh optimizer state and schedule ``rates``, in the same graph."""
         reset_adamw(self.optimizer, rates)
-        self.tag, self.losses, self.scale = tag, [], self._new_scale()
+        self.tag, self.losses, self.scale, self.checkpoints = tag, [], self._new_scale(), checkpoints
 
     def run(self, stream, steps: int, on_step: Callable[[int, float], None] | None = None,
             teacher: Callable[[int, dict], np.ndarray] | None = None) -> list[float]:
@@ -484,7 +539,8 @@ class Trainer:
 
     def _maybe_checkpoint(self, step: int) -> None:
         opts = self.options
-        if not opts.enable_save_ckpt or not self.runtime.is_main or step % opts.save_checkpoint_steps:
+        if (not self.checkpoints or not opts.enable_save_ckpt or not self.runtime.is_main
+                or step % opts.save_checkpoint_steps):
             return
         directory = Path(opts.save_checkpoint_path or "./ckpt")
         directory.mkdir(parents=True, exist_ok=True)
@@ -664,11 +720,11 @@ def train_control(options: PruneOptions, classifier: BertClassifier, data: TaskD
                 and finetuning.trainer.net.bert is classifier)
     if reusable:
         trainer = finetuning.trainer
-        trainer.restart("control", schedule if isinstance(schedule, list) else [schedule])
+        trainer.restart("control", schedule if isinstance(schedule, list) else [schedule], checkpoints=False)
     else:
         net = _loss_cell(options, classifier)
         opt = adamw(parameter_groups(net, weight_decay=options.weight_decay), schedule)
-        trainer = Trainer(options, net, opt, runtime, "control")
+        trainer = Trainer(options, net, opt, runtime, "control", checkpoints=False)
     trainer.run(stream(options, data, options.finetune_steps), steps, teacher=teacher if options.distill else None)
     logger.info("control: %d steps in %.0f s (%s train step)", steps, time.perf_counter() - t0,
                 "the fine-tuning's" if reusable else "a new")
@@ -703,9 +759,10 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     if options.enable_data_sink:
         logger.warning("enable_data_sink: this flow feeds batches of several bucket shapes step by step; "
                        "data sinking is not used on %s (on CPU MindSpore turns it off anyway)", options.device_target)
-    loaded = load_model(options)
+    train_examples, eval_examples, skipped = read_task(options, runtime)
+    loaded = load_model(options, tuple(train_examples.label_names))
     cfg = loaded.config
-    data = load_data(options, loaded, runtime)
+    data = encode(options, loaded, train_examples, eval_examples, skipped, runtime)
     steps = gated_steps(options, data.train)
     timings: dict[str, float] = {}
     finetuning = finetune(options, loaded, data, runtime, capacity=max(steps, options.finetune_steps))
@@ -734,7 +791,8 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     if options.control and cached is None:  # every rank trains it (same batches, averaged gradients)
         timings["control_train_s"] = train_control(options, start, data, steps, runtime, finetuning, teacher)
     report = RunReport(options=options, train_pairs=data.train_pairs, eval_pairs=data.eval_pairs,
-                       eval_split=data.eval_split, skipped_rows=data.skipped_rows,
+                       eval_split=data.eval_split, skipped_rows=data.skipped_rows, label_names=data.label_names,
+                       truncated=data.truncated,
                        total_heads=cfg.num_hidden_layers * cfg.num_attention_heads, target_heads=gating.target,
                        finetuning=finetuning, training=training, rank=runtime.rank, timings=timings)
     if not runtime.is_main:  # other ranks only train; rank 0 evaluates, converts and writes
@@ -791,5 +849,11 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     if control is not None:
         report.predictions["control"] = control.predictions
     report.labels = labels
+    from lrp_prune.data.tables import GLUE
+    from lrp_prune.training.evaluate import classification_metrics
+
+    metric = GLUE[options.task].metric if options.task in GLUE else "accuracy"
+    report.metrics = {arm: classification_metrics(pred, labels, data.label_names, metric)
+                      for arm, pred in report.predictions.items() if arm != "gated"}
     report.wall_time_s = time.perf_counter() - started
     return report

@@ -181,7 +181,7 @@ def _drop_line(r: dict[str, Any]) -> str:
     low, high = r["drop_ci95"]
     against = "max(start, control)" if r.get("accuracy_control") is not None else "start (no control: --no_control)"
     return (f"drop vs {against} = {r['drop_reference']}: {100 * r['drop']:+.2f} points "
-            f"(paired 95% interval {100 * low:+.2f} to {100 * high:+.2f}, {r['eval_pairs']} pairs)")
+            f"(paired 95% interval {100 * low:+.2f} to {100 * high:+.2f}, {r['eval_pairs']} examples)")
 
 
 def format_summary(r: dict[str, Any]) -> str:
@@ -190,13 +190,14 @@ def format_summary(r: dict[str, Any]) -> str:
     lines = ["", "heads kept per layer: " + " ".join(str(n) for n in r["heads_kept_per_layer"]),
              f"heads kept: {r['heads_kept']} of {r['total_heads']}" + ("" if target is None else f" (target {target})")]
     split = r.get("eval_split", "eval")
-    lines.append(f"{'model':<10} {'accuracy (' + split + ')':>22}")
     rows = [("start", "accuracy_before")]
     if r.get("accuracy_control") is not None:
         rows.append((f"control ({r['control_steps']} more steps)", "accuracy_control"))
     rows += [("gated", "accuracy_gated"), ("pruned", "accuracy_pruned")]
+    width = max(len(name) for name, _ in rows)
+    lines.append(f"{'model':<{width}} {'accuracy (' + split + ')':>22}")
     for name, key in rows:
-        lines.append(f"{name:<10} {100 * r[key]:>21.2f}%")
+        lines.append(f"{name:<{width}} {100 * r[key]:>21.2f}%")
     if r.get("accuracy_control") is None:
         lines.append("control: none (--no_control): the drop below is against the start only")
     lines.append(_drop_line(r))
@@ -210,6 +211,33 @@ def format_summary(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _class_tables(r: dict[str, Any]) -> list[str]:
+    """Accuracy per class (which class pruning hurt), the task's metric and the pruned model's confusion."""
+    metrics = r.get("metrics") or {}
+    if "pruned" not in metrics:
+        return []
+    names = (r.get("data") or {}).get("label_names") or list(metrics["pruned"]["per_class_accuracy"])
+    arms = [arm for arm in ("start", "control", "pruned") if arm in metrics]
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    out = ["", f"Accuracy per class on the {r['eval_pairs']} {r['eval_split']} examples:", "",
+           "| class | examples | " + " | ".join(arms) + " |", "|---|---:|" + "---:|" * len(arms)]
+    for name in names:
+        out.append(f"| {name} | {metrics['pruned']['support'][name]} | "
+                   + " | ".join(pct(metrics[a]["per_class_accuracy"][name]) for a in arms) + " |")
+    for key, label in (("f1", "F1 (class 1)"), ("mcc", "Matthews correlation")):
+        if key in metrics["pruned"]:
+            out.append(f"| **{label}** | | " + " | ".join(f"{metrics[a][key]:.4f}" for a in arms) + " |")
+    confusion = metrics["pruned"]["confusion"]
+    out += ["", "Confusion of the pruned model (rows: true class, columns: predicted):", "",
+            "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    out += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(names, confusion)]
+    truncated = (r.get("data") or {}).get("truncated_share") or {}
+    if any(v > 0 for v in truncated.values()):
+        out += ["", "Examples cut at max_seq_length: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in truncated.items())
+                + (" (over 5%: raise --max_seq_length)" if any(v > 0.05 for v in truncated.values()) else "")]
+    return out
+
+
 def render_markdown(r: dict[str, Any]) -> str:
     """report.md of a run (from ``RunReport.to_dict()``)."""
     lat = r["latency"]
@@ -218,7 +246,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         "# lrp_prune report", "",
         f"Task {options['task']}, model `{options['model']}`"
         + (f", recipe `{options['recipe']}`" if options.get("recipe") else "")
-        + f", evaluated on {r['eval_pairs']} {r['eval_split']} pairs; {r['gated_steps']} gated steps"
+        + f", evaluated on {r['eval_pairs']} {r['eval_split']} examples; {r['gated_steps']} gated steps"
         + (f" after {options['finetune_steps']} fine-tuning steps" if options.get("finetune_steps") else "")
         + ".", "",
         "| model | accuracy | heads | parameters |", "|---|---:|---:|---:|",
@@ -243,6 +271,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     ]
     if r.get("target_heads") is not None:
         lines.append(f"- target heads: {r['target_heads']}")
+    lines += _class_tables(r)
     files = r.get("files", {})
     if "gates_png" in files:
         lines += ["", f"![final gates]({files['gates_png']})"]

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from lrp_prune.data.examples import NLIExamples
+from lrp_prune.data.examples import TextExamples
 from lrp_prune.errors import LRPPruneError, expect, is_int
 
 __all__ = ["SEQUENCE_KEYS", "batches", "batch_stream", "num_batches", "shard"]
@@ -25,7 +25,7 @@ __all__ = ["SEQUENCE_KEYS", "batches", "batch_stream", "num_batches", "shard"]
 SEQUENCE_KEYS: tuple[str, ...] = ("input_ids", "token_type_ids", "input_mask")
 """Keys of (N, L) arrays that :func:`batches` cuts to a bucket length."""
 
-_T = TypeVar("_T", NLIExamples, Mapping)
+_T = TypeVar("_T", TextExamples, Mapping)
 
 
 def shard(data: _T, num_shards: int, shard_id: int) -> _T:
@@ -36,7 +36,7 @@ def shard(data: _T, num_shards: int, shard_id: int) -> _T:
     ``len // num_shards`` examples (and so the same number of batches).
 
     Args:
-        data: :class:`NLIExamples`, or a dict of arrays sharing their first dimension.
+        data: :class:`~lrp_prune.data.examples.TextExamples`, or a dict of arrays sharing their first dimension.
         num_shards: number of ranks (>= 1).
         shard_id: this rank, in [0, num_shards).
 
@@ -53,11 +53,11 @@ def shard(data: _T, num_shards: int, shard_id: int) -> _T:
     expect(is_int(num_shards) and num_shards >= 1, "num_shards", "an int >= 1", num_shards)
     expect(is_int(shard_id) and 0 <= shard_id < num_shards, "shard_id",
            f"an int in [0, {num_shards})", shard_id)
-    n = len(data) if isinstance(data, NLIExamples) else _check_arrays(data)
+    n = len(data) if isinstance(data, TextExamples) else _check_arrays(data)
     per_shard = n // num_shards
     expect(per_shard >= 1, "num_shards", f"at most the dataset size {n}", num_shards)
     idx = shard_id + num_shards * np.arange(per_shard)  # (n // num_shards,)
-    if isinstance(data, NLIExamples):
+    if isinstance(data, TextExamples):
         return data.subset(idx)
     return {key: np.asarray(value)[idx] for key, value in data.items()}
 

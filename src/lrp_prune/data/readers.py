@@ -1,6 +1,7 @@
-"""Reading NLI data: SNLI jsonl and GLUE MNLI tsv files, and a task's splits from a directory.
+"""Reading a task's splits: SNLI jsonl, GLUE MNLI tsv, the other GLUE tasks and your own files.
 
-Rows without a gold label are dropped and counted (logged at INFO).
+Rows without a gold label are dropped and counted (logged at INFO); the GLUE tasks and plain
+files go through :mod:`lrp_prune.data.tables`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrp_prune.data.examples import LABEL_TO_ID, NLI_LABELS, NLIExamples
+from lrp_prune.data.examples import LABEL_TO_ID, NLI_LABELS, NLIExamples, TextExamples
 from lrp_prune.errors import LRPPruneError, check_int, expect
 from lrp_prune.textfiles import read_text
 
@@ -23,8 +24,8 @@ __all__ = ["TASKS", "load_task", "read_glue_mnli_tsv", "read_snli_jsonl"]
 
 logger = logging.getLogger(__name__)
 
-TASKS: tuple[str, ...] = ("mnli", "snli")
-"""Task names known to :func:`load_task`."""
+TASKS: tuple[str, ...] = ("mnli", "snli", "qnli", "qqp", "rte", "mrpc", "sst2", "cola", "wnli", "file")
+"""Task names known to :func:`load_task`: SNLI, the GLUE classification tasks, and ``file`` (your own)."""
 
 SNLI_TRAIN_FILES = ("snli_1.0_train_subset.jsonl", "snli_1.0_train.jsonl")
 SNLI_DEV_FILE = "snli_1.0_dev.jsonl"
@@ -174,19 +175,26 @@ def read_glue_mnli_tsv(path: str | os.PathLike[str]) -> NLIExamples:
     return _examples_or_raise(path, rows, dropped)
 
 
-def load_task(task: str, data_dir: str | os.PathLike[str]) -> dict[str, NLIExamples]:
-    """Read the splits of an NLI task from a directory.
+def load_task(task: str, data_dir: str | os.PathLike[str] | None = None, **files) -> dict[str, TextExamples]:
+    """Read the labelled splits of a task.
 
-    - ``"mnli"``: GLUE layout, ``train.tsv`` -> ``"train"``, ``dev_matched.tsv`` ->
-      ``"dev_matched"``, ``dev_mismatched.tsv`` -> ``"dev_mismatched"`` (optional).
     - ``"snli"``: ``snli_1.0_train_subset.jsonl`` (or the full ``snli_1.0_train.jsonl``)
       -> ``"train"``, ``snli_1.0_test.jsonl`` -> ``"test"``, ``snli_1.0_dev.jsonl``
       -> ``"dev"`` (optional). SNLI as fetched by ``lrp_prune.io.assets.fetch_snli``
-      has no dev split: carve one with :func:`grouped_split`.
+      has no dev split: carve one with :func:`~lrp_prune.data.examples.grouped_split`.
+    - ``"mnli"``: GLUE layout, ``train.tsv`` -> ``"train"``, ``dev_matched.tsv`` ->
+      ``"dev_matched"``, ``dev_mismatched.tsv`` -> ``"dev_mismatched"`` (optional).
+    - ``"qnli"``, ``"qqp"``, ``"rte"``, ``"mrpc"``, ``"sst2"``, ``"cola"``, ``"wnli"``: GLUE layout,
+      ``train.tsv`` and ``dev.tsv`` (columns and label order in
+      :data:`~lrp_prune.data.tables.GLUE`; GLUE's test files carry no labels).
+    - ``"file"``: your own CSV / TSV / JSONL files, given as keyword arguments of
+      :func:`~lrp_prune.data.tables.load_files` (``train_file``, ``eval_file``,
+      ``text_columns``, ``label_column``, ...): splits ``"train"``, ``"eval"`` (and ``"test"``).
 
     Args:
-        task: ``"mnli"`` or ``"snli"`` (case-insensitive).
-        data_dir: the directory holding the files.
+        task: a name of :data:`TASKS` (case-insensitive).
+        data_dir: the directory holding the files (not for ``"file"``).
+        **files: the arguments of :func:`~lrp_prune.data.tables.load_files` for ``"file"``.
 
     Returns:
         Split name -> examples.
@@ -195,16 +203,18 @@ def load_task(task: str, data_dir: str | os.PathLike[str]) -> dict[str, NLIExamp
         LRPPruneError: unknown task (listing the known ones), missing directory or
             required file (naming the path), or a file that fails to read.
     """
+    from lrp_prune.data.tables import GLUE, load_files, load_glue
+
     expect(isinstance(task, str) and task.lower() in TASKS, "task", f"one of {list(TASKS)}", task)
+    task = task.lower()
+    if task == "file":
+        return load_files(**files)
+    expect(data_dir is not None, "data_dir", f"the {task} data directory", None)
     data_dir = Path(data_dir)
     expect(data_dir.is_dir(), "data_dir", "an existing directory", str(data_dir))
-    splits: dict[str, NLIExamples] = {}
-    if task.lower() == "mnli":
-        splits["train"] = read_glue_mnli_tsv(data_dir / "train.tsv")
-        splits["dev_matched"] = read_glue_mnli_tsv(data_dir / "dev_matched.tsv")
-        if (data_dir / "dev_mismatched.tsv").is_file():
-            splits["dev_mismatched"] = read_glue_mnli_tsv(data_dir / "dev_mismatched.tsv")
-        return splits
+    splits: dict[str, TextExamples] = {}
+    if task in GLUE:
+        return load_glue(task, data_dir)
     train = next((data_dir / f for f in SNLI_TRAIN_FILES if (data_dir / f).is_file()), None)
     expect(train is not None, "SNLI train file",
            f"one of {list(SNLI_TRAIN_FILES)} in {data_dir}", sorted(os.listdir(data_dir)))

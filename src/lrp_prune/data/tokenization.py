@@ -130,6 +130,7 @@ class PairTokenizer:
         tokenizer = BertWordPieceTokenizer(vocab, lowercase=lowercase)
         self._init(tokenizer, str(vocab_file), max_seq_length)
         self.lowercase = lowercase
+        self.last_truncated = 0
 
     @classmethod
     def from_model_dir(
@@ -172,6 +173,7 @@ class PairTokenizer:
         self = cls.__new__(cls)
         self._init(tokenizer, str(tok_json), max_seq_length)
         self.lowercase = bool(_json_lowercase(tok_json))
+        self.last_truncated = 0
         return self
 
     def _init(self, tokenizer: object, source: str, max_seq_length: int) -> None:
@@ -260,6 +262,7 @@ class PairTokenizer:
             token_type_ids[i, len(a) + 2 : len(row)] = 1
             lengths[i] = len(row)
         input_mask = (np.arange(max_len)[None, :] < lengths[:, None]).astype(np.int32)  # (N, L)
+        self.last_truncated = int(sum(len(ids_a[i]) > len_a[i] or len(ids_b[i]) > len_b[i] for i in range(n)))
         return {
             "input_ids": input_ids,
             "token_type_ids": token_type_ids,
@@ -317,29 +320,35 @@ def _json_lowercase(tokenizer_json: Path) -> bool | None:
     return None
 
 
-def encode_examples(tokenizer: PairTokenizer, examples, max_seq_length: int, vocab_size: int) -> dict[str, np.ndarray]:
-    """Tokenize NLI examples into fixed-length arrays plus ``label_ids``.
+def encode_examples(tokenizer: PairTokenizer, examples, max_seq_length: int, vocab_size: int,
+                    stats: dict | None = None) -> dict[str, np.ndarray]:
+    """Tokenize examples (single texts or pairs) into fixed-length arrays plus ``label_ids``.
 
     Args:
         tokenizer: the model's tokenizer.
-        examples: :class:`~lrp_prune.data.examples.NLIExamples`.
+        examples: :class:`~lrp_prune.data.examples.TextExamples` (or ``NLIExamples``).
         max_seq_length: row length.
         vocab_size: the model's vocabulary size (every token id must be below it).
+        stats: filled with ``{"examples": N, "truncated": n}``: how many rows lost tokens to
+            ``max_seq_length``.
 
     Raises:
         LRPPruneError: a token id the model has no embedding for (a vocab file that does
             not belong to the model), or labels outside the classes.
     """
-    from lrp_prune.data.examples import NLI_LABELS
-
-    arrays = tokenizer.encode(list(examples.premises), list(examples.hypotheses), max_seq_length)
+    names = tuple(getattr(examples, "label_names", ("contradiction", "entailment", "neutral")))
+    first = getattr(examples, "first", None) or examples.premises  # any object with premises/hypotheses too
+    second = getattr(examples, "second", None) if hasattr(examples, "first") else examples.hypotheses
+    arrays = tokenizer.encode(list(first), None if second is None else list(second), max_seq_length)
+    if stats is not None:
+        stats.update(examples=len(arrays["input_ids"]), truncated=tokenizer.last_truncated)
     top = int(arrays["input_ids"].max()) if len(arrays["input_ids"]) else 0
     expect(top < vocab_size, "vocab_file", f"token ids below the model's vocab_size ({vocab_size})", top)
     labels = np.asarray(examples.labels)
     n = len(arrays["input_ids"])
     expect(labels.shape == (n,) and (n == 0 or np.issubdtype(labels.dtype, np.integer)), "labels",
            f"{n} integer class ids (one per example)", f"{labels.dtype} array of shape {labels.shape}")
-    bad = sorted(set(labels[(labels < 0) | (labels >= len(NLI_LABELS))].tolist()))
-    expect(not bad, "labels", f"class ids in [0, {len(NLI_LABELS)}) ({', '.join(NLI_LABELS)})", bad[:5])
+    bad = sorted(set(labels[(labels < 0) | (labels >= len(names))].tolist()))
+    expect(not bad, "labels", f"class ids in [0, {len(names)}) ({', '.join(names)})", bad[:5])
     arrays["label_ids"] = labels.astype(np.int32)
     return arrays

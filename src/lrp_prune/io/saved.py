@@ -76,6 +76,8 @@ def _describe_model(model: nn.Cell) -> dict[str, Any]:
         info["kind"] = "BertClassifierWithLoss" if classifier is not model else "BertClassifier"
         info["classifier"] = {"num_labels": classifier.num_labels, "pooling": classifier.pooling,
                               "dropout_prob": classifier.dropout_prob}
+        if getattr(classifier, "label_names", None):
+            info["classifier"]["label_names"] = list(classifier.label_names)
     else:
         info["kind"] = "custom"
         info["class"] = f"{type(model).__module__}.{type(model).__qualname__}"
@@ -194,6 +196,11 @@ def load_pruned(save_dir_path: str | Path, model: nn.Cell | None = None, *, is_t
         built = BertClassifier(cfg, is_training, num_labels=int(head["num_labels"]),
                                dropout_prob=float(head.get("dropout_prob", 0.1)),
                                pooling=head.get("pooling", "pooler"))
+        if head.get("label_names"):
+            expect(isinstance(head["label_names"], list) and len(head["label_names"]) == built.num_labels,
+                   f"{FILES['config']} classifier label_names", f"{built.num_labels} class names",
+                   head["label_names"])
+            built.label_names = tuple(str(name) for name in head["label_names"])
         if kind == "BertClassifierWithLoss":
             built = BertClassifierWithLoss(built)
     elif kind == "custom":

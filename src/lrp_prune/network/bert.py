@@ -579,6 +579,7 @@ class BertClassifier(_HostChecked, nn.Cell):
         pooling: ``"pooler"`` (tanh pooler on [CLS]), ``"cls"`` ([CLS] vector) or
             ``"mean"`` (masked mean of the tokens; use it for sentence-transformers
             models such as all-MiniLM-L6-v2, whose pooler was never trained).
+        label_names: optional class names by id (saved with a pruned model, shown in reports).
 
     ``construct(input_ids, token_type_ids, input_mask)`` returns logits ``(B, num_labels)``.
 
@@ -595,9 +596,13 @@ class BertClassifier(_HostChecked, nn.Cell):
 
     def __init__(self, config: BertConfig, is_training: bool, num_labels: int = 3,
                  dropout_prob: float = 0.1, pooling: str = "pooler",
-                 use_one_hot_embeddings: bool = False) -> None:
+                 use_one_hot_embeddings: bool = False, label_names: Sequence[str] | None = None) -> None:
         super().__init__()
         self.num_labels = check_int(num_labels, "num_labels", minimum=2)
+        if label_names is not None:
+            expect(len(label_names) == self.num_labels, "label_names", f"{self.num_labels} class names",
+                   list(label_names))
+        self.label_names = None if label_names is None else tuple(str(name) for name in label_names)
         self.pooling = check_choice(pooling, "pooling", POOLINGS)
         self.dropout_prob = check_fraction(dropout_prob, "dropout_prob", closed_low=True,
                                            expected="a drop probability in [0, 1)")

@@ -95,6 +95,8 @@ def rebuild_pruned(model: nn.Cell, config: BertConfig, heads_to_prune: dict, gat
             clf = model.bert if isinstance(model, BertClassifierWithLoss) else model
             built = BertClassifier(new_config, bert.is_training, num_labels=clf.num_labels,
                                    dropout_prob=clf.dropout_prob, pooling=clf.pooling, use_one_hot_embeddings=one_hot)
+            if getattr(clf, "label_names", None):
+                built.label_names = clf.label_names
             if isinstance(model, BertClassifierWithLoss):
                 built = BertClassifierWithLoss(built)
     load_param_dict(built, params, strict=True, source="convert")
