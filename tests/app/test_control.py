@@ -81,6 +81,7 @@ def test_no_control_says_it_has_none(tiny_nli, tmp_path):
     result = run_flow(tiny_options(tiny_nli, tmp_path, control=False, buckets=(4, 8, 16)))
     for arm, accuracy in (("start", result.accuracy_before), ("pruned", result.accuracy_pruned)):
         assert (result.predictions[arm] == result.labels).mean() == pytest.approx(accuracy), arm
+    assert result.accuracy_control is None and result.control is None
     report = result.to_dict()
     assert report["accuracy_control"] is None and report["control_steps"] is None
     assert report["drop_reference"] == "start"

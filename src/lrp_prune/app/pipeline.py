@@ -288,6 +288,11 @@ class RunReport:
         return None if self.summary is None else self.summary.heads_kept
 
     @property
+    def accuracy_control(self) -> float | None:
+        """The equal-budget control's accuracy (``None``: no control was trained)."""
+        return None if self.control is None else self.control.accuracy
+
+    @property
     def save_dir_path(self) -> str | None:
         """Where the pruned model was saved (``None``: not saved)."""
         return self.options.pruned_dir
