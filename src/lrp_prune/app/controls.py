@@ -41,7 +41,7 @@ CONTROL_FIELDS = ("task", "model", "pooling", "max_seq_length", "buckets", "batc
                   "seed", "do_shuffle", "enable_lossscale", "loss_scale", "loss_scale_window", "distill",
                   "distill_alpha", "distill_temperature", "train_limit", "eval_limit", "eval_split",
                   "validation_fraction", "validation_seed")
-_VERSION = 1
+_VERSION = 2  # 2: predictions in dataset order (version 1 kept bucket order, which made paired drops wrong)
 
 
 def default_cache_dir() -> Path:
