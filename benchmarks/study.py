@@ -155,9 +155,17 @@ NOTES = [
     "Runs before the evaluation-order fix (2026-12-03) are not listed: their paired drops compared different "
     "pairs. A distillation run was stopped when three runs in one process had grown to 24 GB; each run now "
     "gets its own process.",
-    "Not yet run: distillation, frozen word embeddings, the rebalanced 'fast' recipe (180 + 150 steps, "
-    "lambda 0.015) meant to fit the demo with its control into 600 s, and the three-seed test runs. "
-    "The demo's default is unchanged until they are.",
+    "Distillation (alpha 0.5, T 2; its control distilled from the same teacher) on the same fine-tuning: 30 "
+    "heads kept (6 more removed at the same lambda) at 74.10%, -1.75 against its control (75.85%; interval "
+    "-3.20 to -0.40). The teacher cost 47 s of the gated phase's 279 s; the process peaked near 16 GB.",
+    "The 'fast' recipe (frozen word embeddings, 180 + 150 steps, lambda 0.015) runs in 599 s *with* its "
+    "fine-tuning and control (fine-tune 178 s, gated 185 s, control 129 s): the first recipe that fits the "
+    "demo's 600 s. 34 heads at 73.60%, only -0.30 against its control (73.90%; interval -1.75 to +1.25), "
+    "but its start (72.35%) and control are 2 points below the demo recipe's: it prunes more cheaply a "
+    "weaker classifier.",
+    "One seed each, on validation: the intervals overlap, so none of this is a choice yet. Next: distillation "
+    "on the fast recipe, lambda near 0.02 for 18 heads, then three seeds of the chosen recipe on test. The "
+    "demo's default is unchanged until then.",
 ]
 
 
