@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from lrp_prune.errors import LRPPruneError, expect
 
-__all__ = ["read_text", "read_json_file"]
+__all__ = ["read_text", "read_json_file", "json_lines"]
 
 
 def _guess(data: bytes) -> str:
@@ -67,3 +67,23 @@ def read_json_file(path: str | Path, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise LRPPruneError(f"{str(path)!r}: expected valid JSON, got a parse error ({err})") from None
+
+
+def json_lines(text: str, path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of each non-blank line of JSON Lines ``text`` read from ``path``.
+
+    Raises:
+        LRPPruneError: a line that is not valid JSON, naming ``path:line``.
+
+    Example:
+        >>> list(json_lines(chr(10).join(['{"a": 1}', '', '[2]']), "x.jsonl"))
+        [(1, {'a': 1}), (3, [2])]
+    """
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield line_no, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise LRPPruneError(f"{path}:{line_no}: expected a JSON object per line, got invalid JSON ({err})") \
+                from None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import csv
 import io
-import json
 import logging
 import os
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from lrp_prune.data.examples import LABEL_TO_ID, NLI_LABELS, NLIExamples, TextExamples
 from lrp_prune.errors import LRPPruneError, check_int, expect
-from lrp_prune.textfiles import read_text
+from lrp_prune.textfiles import json_lines, read_text
 
 __all__ = ["TASKS", "load_task", "read_glue_mnli_tsv", "read_snli_jsonl"]
 
@@ -90,17 +89,7 @@ def read_snli_jsonl(path: str | os.PathLike[str], limit: int | None = None) -> N
     required = ("gold_label", "sentence1", "sentence2")
     rows: list[tuple[str, str, int, str]] = []
     dropped: collections.Counter[str] = collections.Counter()
-    for line_no, line in enumerate(read_text(path, "SNLI file").splitlines(), start=1):
-        if limit is not None and len(rows) >= limit:
-            break
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise LRPPruneError(
-                f"{path}:{line_no}: expected a JSON object, got invalid JSON ({err})"
-            ) from None
+    for line_no, record in json_lines(read_text(path, "SNLI file"), path):
         expect(isinstance(record, dict), f"{path}:{line_no}", "a JSON object", record)
         missing = [k for k in required if k not in record]
         if missing:
@@ -116,6 +105,8 @@ def read_snli_jsonl(path: str | os.PathLike[str], limit: int | None = None) -> N
         if label is None:
             continue
         rows.append((premise, hypothesis, label, str(record.get("captionID") or premise)))
+        if limit is not None and len(rows) >= limit:  # stop before parsing the next line
+            break
     return _examples_or_raise(path, rows, dropped)
 
 

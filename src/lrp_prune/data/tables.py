@@ -25,7 +25,6 @@ from __future__ import annotations
 import collections
 import csv
 import io
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 
 from lrp_prune.data.examples import NLI_LABELS, TextExamples
 from lrp_prune.errors import LRPPruneError, expect, is_int
-from lrp_prune.textfiles import read_text
+from lrp_prune.textfiles import json_lines, read_text
 
 __all__ = ["Table", "GlueTask", "GLUE", "read_table", "label_order", "to_examples", "load_glue", "load_files",
            "FORMATS"]
@@ -123,14 +122,7 @@ def _records(path: Path, fmt: str, header: bool, skipped: collections.Counter) -
         raise LRPPruneError(f"{path}: expected {wanted}, got an empty file")
     if fmt == "jsonl":
         rows = []
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise LRPPruneError(f"{path}:{line_no}: expected a JSON object per line, got invalid JSON ({err})") \
-                    from None
+        for _, record in json_lines(text, path):
             if not isinstance(record, dict):
                 skipped["a line that is not a JSON object"] += 1
                 continue
