@@ -1,7 +1,8 @@
 """lrp_prune: learn which BERT attention heads matter, then physically remove the rest.
 
 A MindSpore port of Golden Stick's LRP head pruner (Voita et al. 2019): a Hard
-Concrete gate per head, an L0 penalty, then slicing of Q/K/V/O.
+Concrete gate per head, an L0 penalty, then slicing of Q/K/V/O; and a retraining-free
+method (``PruningType.FISHER``, Kwon et al. 2022) from the same factory.
 
 The package is layered (``docs/architecture.md``): :mod:`lrp_prune.network` (BERT,
 gates, slicing), :mod:`lrp_prune.io` (checkpoints, HF import, saved models, export,
@@ -31,6 +32,9 @@ from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss, BertM
 from lrp_prune.network.config import BertConfig
 from lrp_prune.network.gates import ModelGates
 from lrp_prune.network.hard_concrete import GateSettings, HardConcreteGate
+from lrp_prune.network.mask_gate import MaskGate
+from lrp_prune.pruning.fisher import FisherConfig, FisherHeadPruner
+from lrp_prune.pruning.importance import HeadImportance, head_importance
 from lrp_prune.pruning.lrp import (HeadPruningFactory, LRPHeadPruner, PrunerConfig, PruningType, SupportedModels,
                                    parameter_groups)
 from lrp_prune.pruning.summary import PruningSummary
@@ -46,12 +50,16 @@ __all__ = [
     "BertClassifier",
     "BertClassifierWithLoss",
     "DistillationLoss",
+    "FisherConfig",
+    "FisherHeadPruner",
     "GateSettings",
     "HardConcreteGate",
+    "HeadImportance",
     "HeadPruningFactory",
     "LRPHeadPruner",
     "LRPPruneError",
     "LoadReport",
+    "MaskGate",
     "ModelGates",
     "PrunerConfig",
     "PruningSummary",
@@ -61,6 +69,7 @@ __all__ = [
     "check_onnx",
     "export_mindir",
     "export_onnx",
+    "head_importance",
     "load_checkpoint",
     "load_mindir",
     "load_pruned",

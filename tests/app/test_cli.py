@@ -103,6 +103,19 @@ def test_prune_subcommand(tmp_path):
     assert (tmp_path / "p" / "report.json").is_file() and (tmp_path / "p" / FILES["config"]).is_file()
 
 
+def test_prune_subcommand_retraining_free(tmp_path):
+    tiny = write_tiny_nli(tmp_path)
+    proc = cli("prune", "--method", "fisher", "--target_heads", 6, "--importance_examples", 32, "--task", "mnli",
+               "--data_dir", tiny["data_dir"], "--model", tiny["config_json"],
+               "--load_checkpoint_path", tiny["checkpoint"], "--vocab_file", tiny["vocab_file"],
+               "--max_seq_length", 16, "--batch_size", 8, "--eval_batch_size", 16, "--eval_limit", 20,
+               "--save_dir_path", tmp_path / "p", "--no_progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    assert report["method"] == "fisher" and report["heads_kept"] == 6 and report["gated_steps"] == 0
+    assert "retraining-free" in proc.stdout and (tmp_path / "p" / "importance.png").is_file()
+
+
 @pytest.mark.parametrize("args,needle", [
     (("inspect", "/nonexistent/dir"), "checkpoint"),
     (("export", "/nonexistent/dir"), "save_dir_path"),

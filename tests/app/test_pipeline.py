@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 
+import numpy as np
+
 import pytest
 from lrp_prune import LRPPruneError
 
@@ -64,3 +66,47 @@ def test_finetuned_checkpoint_is_saved_then_reused(tiny_nli, tmp_path):
     assert second["finetuned_from"] == str(ckpt) and "finetune_s" not in second["timings"]
     # the same fine-tuned classifier: the same unpruned accuracy on the same pairs
     assert second["accuracy_before"] == first["accuracy_before"]
+
+
+def test_retraining_free_method_prunes_to_the_target_without_training(tiny_nli, tmp_path):
+    from lrp_prune import load_pruned, read_heads_to_prune
+    from lrp_prune.app.report import format_summary, write_report
+
+    report = run_flow(_prune_options(tiny_nli, method="fisher", target_heads=7, importance_examples=40,
+                                     save_dir_path=str(tmp_path / "pruned"))).to_dict()
+    assert report["method"] == "fisher" and report["gated_steps"] == 0 and report["heads_kept"] == 7
+    assert report["pruned_equals_gated"] is True
+    assert report["accuracy_control"] is None and report["drop_reference"] == "start"
+    free = report["retraining_free"]
+    assert free["examples"] == 40 and sum(map(sum, free["mask"])) == 7
+    kept_scales = [v for row in free["scales"] for v in row if v is not None]
+    assert len(kept_scales) == 7 and any(abs(v - 1) > 1e-4 for v in kept_scales)  # tuned
+    for key in ("importance_s", "search_s", "tune_s", "convert_s", "retraining_free_s"):
+        assert key in report["timings"]
+    # kept-ness on disk comes from the mask: heads pickle and config agree with it
+    heads = read_heads_to_prune(tmp_path / "pruned")
+    assert {int(k): v for k, v in heads.items()} == {i: [h for h, m in enumerate(row) if not m]
+                                                    for i, row in enumerate(free["mask"])}
+    assert sum(load_pruned(tmp_path / "pruned").config.heads_per_layer) == 7
+    files = write_report(report, tmp_path / "report")
+    assert files["importance_png"].read_bytes()[:4] == b"\x89PNG"
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "retraining-free (fisher)" in text and "masked (mask x tuned scales)" in text
+    assert "equal-budget reference" in format_summary(report)
+
+
+def test_retraining_free_method_needs_a_target(tiny_nli):
+    with pytest.raises(LRPPruneError, match="target_heads"):
+        _prune_options(tiny_nli, method="fisher")
+
+
+def test_lrp_with_importance_init_records_the_importance(tiny_nli):
+    from lrp_prune.pruning.importance import importance_log_a
+
+    # log_a's learning rate ~0: the gates end where they started
+    report = run_flow(_prune_options(tiny_nli, log_a_init="importance", importance_examples=24, train_steps=2,
+                                     log_a_lr=1e-9, control=False)).to_dict()
+    assert report["method"] == "lrp" and report["importance"]["examples"] == 24
+    assert "importance_s" in report["timings"]
+    fisher = np.array(report["importance"]["fisher"], dtype=float)
+    np.testing.assert_allclose(np.array(report["final_log_a"], dtype=float), importance_log_a(fisher), atol=1e-4)

@@ -92,13 +92,13 @@ def parse_names(text: str) -> tuple[str, ...]:
 
 
 def parse_log_a_init(text: str) -> float | str:
-    """A number, or ``xavier_uniform``."""
-    if text.strip() == "xavier_uniform":
-        return "xavier_uniform"
+    """A number, ``xavier_uniform`` or ``importance``."""
+    if text.strip() in ("xavier_uniform", "importance"):
+        return text.strip()
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'xavier_uniform', got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, 'xavier_uniform' or 'importance', got {text!r}") from None
 
 
 def parse_positive_int(text: str) -> int:
@@ -231,6 +231,14 @@ class PruneOptions:
     validation_seed: int = option(0, "with --eval_split validation: the seed of the held-out premises",
                                   group="model", parser=int)
     # ---- the training recipe
+    method: str = option("lrp", "lrp: Hard Concrete gates trained with an L0 penalty (the original's method); "
+                                "fisher: retraining-free (Fisher importance on --importance_examples training "
+                                "examples, a mask search to --target_heads, least-squares mask tuning; minutes, "
+                                "no training)", choices=("lrp", "fisher"))
+    importance_examples: int = option(2048, "--method fisher: training examples the importance and the mask "
+                                            "tuning use (drawn with --seed, never the evaluated pairs)", parser=int)
+    mask_tuning: bool = option(True, "--method fisher: tune the kept heads' scales by least squares, layer by "
+                                     "layer", flag="--no_mask_tuning", action="store_false")
     finetune_steps: int = option(0, "plain fine-tuning steps before gating (0: the loaded model is already "
                                     "converged)", parser=int)
     finetune_lr: float = option(5e-5, "peak learning rate of the fine-tuning", parser=float)
@@ -258,8 +266,11 @@ class PruneOptions:
     temperature: float = option(0.33, "Hard Concrete temperature beta", parser=float)
     stretch_limits: tuple[float, float] = option((-0.1, 1.1), "Hard Concrete stretch (gamma, zeta)",
                                                  parser=parse_pair, metavar="GAMMA,ZETA")
-    log_a_init: float | str = option(DEFAULT_LOG_A_INIT, "initial log_a of every gate (3: open), or "
-                                                         "xavier_uniform (the original's)", parser=parse_log_a_init)
+    log_a_init: float | str = option(DEFAULT_LOG_A_INIT, "initial log_a of every gate (3: open), xavier_uniform "
+                                                         "(the original's), or importance (3 + standardised log "
+                                                         "Fisher importance, clipped to [1, 5]; scored on "
+                                                         "--importance_examples training examples)",
+                                     parser=parse_log_a_init)
     dropout: bool = option(True, "dropout during training (off is 11-16%% faster on CPU)", parser=parse_bool)
     freeze_word_embeddings: bool = option(False, "keep the word-embedding table fixed in every phase (a MiniLM "
                                                  "step is 16%% faster on CPU: the table is half of its parameters)",
@@ -310,9 +321,13 @@ class PruneOptions:
         check_choice(self.pooling, "pooling", ("auto",) + POOLINGS, expected="auto, pooler, cls or mean")
         check_choice(self.device_target, "device_target", ("CPU", "GPU", "Ascend"), expected="CPU, GPU or Ascend")
         check_choice(self.lr_schedule, "lr_schedule", ("linear", "constant"), expected="'linear' or 'constant'")
+        check_choice(self.method, "method", ("lrp", "fisher"), expected="'lrp' or 'fisher'")
+        if self.method == "fisher":
+            expect(self.target_heads is not None, "target_heads", "a head budget with --method fisher (e.g. 36)",
+                   None)
         for name in ("max_seq_length", "batch_size", "eval_batch_size", "epoch_size", "save_checkpoint_steps",
                      "save_checkpoint_num", "data_sink_steps", "latency_batch_size", "latency_repeats",
-                     "gate_log_every", "loss_scale_window"):
+                     "gate_log_every", "loss_scale_window", "importance_examples"):
             set_(name, check_int(getattr(self, name), name, minimum=1))
         set_("finetune_steps", check_int(self.finetune_steps, "finetune_steps", minimum=0))
         set_("seed", check_int(self.seed, "seed", minimum=0))
@@ -335,7 +350,7 @@ class PruneOptions:
         set_("distill_temperature", check_number(self.distill_temperature, "distill_temperature", minimum=0,
                                                  strict=True, expected="a positive number"))
         for name in ("distribute", "enable_save_ckpt", "enable_lossscale", "do_shuffle", "enable_data_sink",
-                     "dropout", "progress", "distill", "control", "freeze_word_embeddings"):
+                     "dropout", "progress", "distill", "control", "freeze_word_embeddings", "mask_tuning"):
             set_(name, check_bool(getattr(self, name), name))
         if self.target_heads is not None:
             set_("target_heads", check_target(self.target_heads))
@@ -343,7 +358,8 @@ class PruneOptions:
         set_("temperature", gate.temperature)
         set_("stretch_limits", gate.stretch_limits)
         set_("l0_penalty", gate.l0_penalty)
-        initial_log_a(1, self.log_a_init)  # a finite number or "xavier_uniform"
+        if self.log_a_init != "importance":
+            initial_log_a(1, self.log_a_init)  # a finite number or "xavier_uniform"
         if not isinstance(self.log_a_init, str):
             set_("log_a_init", float(self.log_a_init))
         buckets = self.buckets

@@ -6,6 +6,10 @@ Shared by ``samples/run_sample_bert.py``, ``lrp-prune prune`` and ``lrp-prune de
       -> evaluate (gated) -> convert -> evaluate (pruned) -> evaluate (control) -> measure_latency
       -> RunReport
 
+With ``method="fisher"`` the middle is retraining-free (:func:`prune_retraining_free`):
+``evaluate (start) -> importance, mask search, mask tuning -> evaluate (masked) -> convert ->
+evaluate (pruned)``; no step is trained, so the start itself is the equal-budget reference.
+
 Each phase takes the options and what earlier phases returned, and returns a small
 dataclass; :func:`run_prune` composes them. The gated phase and the control arm continue the
 fine-tuning's stream of batches (the same batches, in the same order, for both), and the
@@ -59,7 +63,7 @@ __all__ = [
     "Loaded", "TaskData", "Finetuning", "Evaluation", "Gating", "GateHistory", "GatedTraining", "Control",
     "Conversion", "Latency", "TeacherLogits", "Trainer", "load_model", "load_data", "finetune", "evaluate", "gate",
     "train_gated", "train_control", "convert", "measure_latency", "gated_steps", "stream", "load_classifier",
-    "encode_split", "linear_schedule",
+    "encode_split", "linear_schedule", "RetrainingFree", "prune_retraining_free", "importance_sample",
 ]
 
 logger = logging.getLogger(__name__)
@@ -141,6 +145,7 @@ class Gating:
     pruner: LRPHeadPruner
     gated: BertClassifier
     steps: int
+    importance: Any = None  # the HeadImportance the gates started from (log_a_init="importance")
 
     @property
     def target(self) -> int | None:
@@ -195,6 +200,17 @@ class GatedTraining:
     history: GateHistory
     final_log_a: list
     settle_projection: dict[str, Any] | None = None
+
+
+@dataclass
+class RetrainingFree:
+    """What the retraining-free method did (``method="fisher"``)."""
+
+    pruner: Any
+    masked: nn.Cell
+    result: Any  # a lrp_prune.pruning.fisher.FisherResult
+    examples: int
+    seconds: float  # sample, importance, search, tuning (convert is timed on its own)
 
 
 @dataclass
@@ -254,8 +270,10 @@ class RunReport:
     total_heads: int
     target_heads: int | None
     finetuning: Finetuning
-    training: GatedTraining
+    training: GatedTraining | None  # None: retraining-free (method "fisher")
     rank: int = 0
+    retraining_free: RetrainingFree | None = field(default=None, repr=False, compare=False)
+    importance: Any = field(default=None, repr=False, compare=False)  # HeadImportance of log_a_init="importance"
     accuracy_before: float | None = None
     accuracy_gated: float | None = None
     accuracy_pruned: float | None = None
@@ -309,11 +327,20 @@ class RunReport:
         if self.finetuning.loss_last is not None:
             out["finetune_loss_last"] = self.finetuning.loss_last
         training = self.training
-        if training.settle_projection is not None:
-            out["settle_projection"] = training.settle_projection
-        out.update(gated_steps=training.steps, skipped_steps=training.skipped_steps,
-                   final_loss_scale=training.final_loss_scale, gate_history=training.history.to_dict(),
-                   final_log_a=training.final_log_a)
+        out["method"] = self.options.method
+        if self.importance is not None:
+            out["importance"] = self.importance.to_dict()
+        if training is None:
+            out.update(gated_steps=0)
+            if self.retraining_free is not None:
+                out["retraining_free"] = {**self.retraining_free.result.to_dict(),
+                                          "examples": self.retraining_free.examples}
+        else:
+            if training.settle_projection is not None:
+                out["settle_projection"] = training.settle_projection
+            out.update(gated_steps=training.steps, skipped_steps=training.skipped_steps,
+                       final_loss_scale=training.final_loss_scale, gate_history=training.history.to_dict(),
+                       final_log_a=training.final_log_a)
         if not self.complete:
             out["rank"] = self.rank
             return out
@@ -610,13 +637,26 @@ def gated_steps(options: PruneOptions, arrays: dict[str, np.ndarray]) -> int:
 
 
 def gate(options: PruneOptions, classifier: BertClassifier, data: TaskData) -> Gating:
-    """Phase 4: ``apply()`` a pruner configured from the options to the classifier."""
+    """Phase 4: ``apply()`` a pruner configured from the options to the classifier.
+
+    With ``log_a_init="importance"`` the heads are scored first (Fisher importance on
+    ``importance_examples`` training examples) and each gate starts at
+    :func:`~lrp_prune.pruning.importance.importance_log_a` of its head.
+    """
     steps = gated_steps(options, data.train)
     warmup = options.budget_warmup_steps if options.budget_warmup_steps is not None else steps // 3
+    init, importance = options.log_a_init, None
+    if init == "importance":
+        from lrp_prune.pruning.importance import head_importance, importance_log_a
+
+        sample = importance_sample(options, data.train)
+        importance = head_importance(classifier, batches(sample, options.batch_size, drop_remainder=False,
+                                                         pad_last=True, buckets=options.buckets))
+        init = importance_log_a(importance)
     pruner = LRPHeadPruner(PrunerConfig(
-        gate=options.gate_settings(), log_a_init=options.log_a_init, target_heads=options.target_heads, budget_warmup_steps=warmup,
+        gate=options.gate_settings(), log_a_init=init, target_heads=options.target_heads, budget_warmup_steps=warmup,
         budget_lr=options.budget_lr, seed=options.seed))
-    return Gating(pruner, pruner.apply(classifier), steps)
+    return Gating(pruner, pruner.apply(classifier), steps, importance)
 
 
 def train_gated(options: PruneOptions, gating: Gating, data: TaskData, runtime: Runtime = Runtime(),
@@ -658,6 +698,36 @@ def train_gated(options: PruneOptions, gating: Gating, data: TaskData, runtime: 
     return GatedTraining(steps=steps, seconds=time.perf_counter() - t0, skipped_steps=trainer.scale.skipped,
                          final_loss_scale=trainer.scale.scale, history=history, final_log_a=_grid_json(log_a),
                          settle_projection=settle or None)
+
+
+def importance_sample(options: PruneOptions, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``importance_examples`` training examples drawn with ``seed`` (all of them when there are fewer)."""
+    n = len(arrays["label_ids"])
+    idx = np.sort(np.random.default_rng(options.seed).permutation(n)[:min(options.importance_examples, n)])
+    return {k: v[idx] for k, v in arrays.items()}
+
+
+def prune_retraining_free(options: PruneOptions, classifier: BertClassifier, data: TaskData,
+                          progress: bool = False) -> RetrainingFree:
+    """The ``fisher`` method: mask gates on ``classifier`` (in place), importance on a sample of the
+    training data, the mask search to ``target_heads`` and (``mask_tuning``) least-squares scales."""
+    from tqdm.auto import tqdm
+
+    from lrp_prune.pruning.fisher import FisherConfig, FisherHeadPruner
+
+    t0 = time.perf_counter()
+    sample = importance_sample(options, data.train)
+    pruner = FisherHeadPruner(FisherConfig(target_heads=options.target_heads, tune=options.mask_tuning))
+    masked = pruner.apply(classifier)
+    make = lambda: batches(sample, options.batch_size, drop_remainder=False, pad_last=True,  # noqa: E731
+                           buckets=options.buckets)
+    n_batches = num_batches(sample, options.batch_size, drop_remainder=False, buckets=options.buckets)
+    layers = classifier.config.num_hidden_layers
+    total = n_batches + (layers if options.mask_tuning else 0)
+    with tqdm(total=total, desc="retraining-free", disable=not (options.progress and progress), unit="step",
+              dynamic_ncols=True) as bar:
+        result = pruner.prune(masked, make, progress=lambda _, n: bar.update(n))
+    return RetrainingFree(pruner, masked, result, len(sample["label_ids"]), time.perf_counter() - t0)
 
 
 # ------------------------------------------------------------------------------------ evaluate, convert, measure
@@ -757,7 +827,7 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     Raises:
         LRPPruneError: bad options or inputs, or MindSpore not set up for the run.
     """
-    from lrp_prune.app.controls import control_key, default_cache_dir, load_control, paired_drop, store_control
+    from lrp_prune.app.controls import control_key, default_cache_dir, load_control, store_control
 
     started = time.perf_counter()
     runtime = runtime or current_runtime(options)
@@ -778,6 +848,9 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     timings["eval_unpruned_s"] = before.seconds
     start_params = param_dict(start)
 
+    if options.method == "fisher":
+        return _run_retraining_free(options, runtime, started, loaded, data, finetuning, before, start_params,
+                                    timings)
     cached, key, cache = None, "", None
     if options.control and not runtime.distributed:  # ranks shard the data: a data-parallel run always trains it
         cache = Path(options.control_cache) if options.control_cache is not None else default_cache_dir()
@@ -788,7 +861,10 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
                         100 * cached["accuracy"], cached["steps"])
     teacher = TeacherLogits(start) if options.distill else None
     # the gated arm is a copy, so the start stays the teacher and, after, trains on as the control
+    t0 = time.perf_counter()
     gating = gate(options, copy_cell(start), data)
+    if gating.importance is not None:
+        timings["importance_s"] = time.perf_counter() - t0
     training = train_gated(options, gating, data, runtime, teacher)
     timings["gated_train_s"] = training.seconds
     if teacher is not None:
@@ -799,7 +875,8 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
                        eval_split=data.eval_split, skipped_rows=data.skipped_rows, label_names=data.label_names,
                        truncated=data.truncated,
                        total_heads=cfg.num_hidden_layers * cfg.num_attention_heads, target_heads=gating.target,
-                       finetuning=finetuning, training=training, rank=runtime.rank, timings=timings)
+                       finetuning=finetuning, training=training, rank=runtime.rank, timings=timings,
+                       importance=gating.importance)
     if not runtime.is_main:  # other ranks only train; rank 0 evaluates, converts and writes
         report.wall_time_s = time.perf_counter() - started
         return report
@@ -828,6 +905,18 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
             if key:
                 store_control(cache, key, {"accuracy": control.accuracy, "predictions": control.predictions,
                                            "steps": control.steps, "seconds": control.seconds})
+    report.projection = projection
+    return _complete(report, options, data, start, start_params, before, gated_eval, pruned_eval, conversion,
+                     control, started)
+
+
+def _complete(report: RunReport, options: PruneOptions, data: TaskData, start: BertClassifier, start_params: dict,
+              before: Evaluation, gated_eval: Evaluation, pruned_eval: Evaluation, conversion: Conversion,
+              control: Control | None, started: float) -> RunReport:
+    """The part every method shares: latency, the paired drop, metrics, the report's fields."""
+    from lrp_prune.app.controls import paired_drop
+
+    cfg = start.config
     head = {"num_labels": start.num_labels, "pooling": start.pooling}
     latency = measure_latency(options, cfg, head, start_params, conversion.pruned)
 
@@ -846,7 +935,6 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     report.control = control
     report.summary = conversion.summary
     report.gate_values = np.round(conversion.gate_values, 6).tolist()
-    report.projection = projection
     report.latency = latency
     report.pruned_model = conversion.pruned
     report.predictions = {"start": before.predictions, "gated": gated_eval.predictions,
@@ -862,3 +950,32 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
                       for arm, pred in report.predictions.items() if arm != "gated"}
     report.wall_time_s = time.perf_counter() - started
     return report
+
+
+def _run_retraining_free(options: PruneOptions, runtime: Runtime, started: float, loaded: Loaded, data: TaskData,
+                         finetuning: Finetuning, before: Evaluation, start_params: dict,
+                         timings: dict[str, float]) -> RunReport:
+    """``method="fisher"``: prune the start with no training, evaluate masked and pruned, convert."""
+    start = loaded.classifier
+    cfg = start.config
+    expect(not runtime.distributed, "method", "'lrp' in a data-parallel run (fisher runs on one device)", "fisher")
+    free = prune_retraining_free(options, copy_cell(start), data, progress=True)
+    timings.update({k: v for k, v in free.result.timings.items()})
+    t0 = time.perf_counter()
+    pruned = free.pruner.convert(free.masked, options.pruned_dir)
+    timings["convert_s"] = time.perf_counter() - t0
+    timings["retraining_free_s"] = free.seconds + timings["convert_s"]
+    values = ModelGates(free.masked).values(HEADS)
+    conversion = Conversion(pruned, pruned.prune_summary, values)
+    gated_eval = evaluate(options, free.masked, data.evaluation, "eval masked")
+    timings["eval_gated_s"] = gated_eval.seconds
+    pruned_eval = evaluate(options, pruned, data.evaluation, "eval pruned")
+    timings["eval_pruned_s"] = pruned_eval.seconds
+    report = RunReport(options=options, train_pairs=data.train_pairs, eval_pairs=data.eval_pairs,
+                       eval_split=data.eval_split, skipped_rows=data.skipped_rows, label_names=data.label_names,
+                       truncated=data.truncated, total_heads=cfg.num_hidden_layers * cfg.num_attention_heads,
+                       target_heads=int(free.result.mask.sum()), finetuning=finetuning, training=None,
+                       rank=runtime.rank, timings=timings, retraining_free=free)
+    del free.masked
+    return _complete(report, options, data, start, start_params, before, gated_eval, pruned_eval, conversion,
+                     None, started)

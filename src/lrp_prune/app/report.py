@@ -45,8 +45,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_gate_heatmap(values: np.ndarray, path: str | Path, title: str = "deterministic gates",
-                      label: str = "gate") -> Path:
-    """Heatmap of ``[layers, heads]`` values in [0, 1] (NaN cells are heads the model lacks).
+                      label: str = "gate", vmax: float = 1.0) -> Path:
+    """Heatmap of ``[layers, heads]`` values in [0, ``vmax``] (NaN cells are heads the model lacks).
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -58,7 +58,7 @@ def plot_gate_heatmap(values: np.ndarray, path: str | Path, title: str = "determ
     layers, heads = values.shape
     fig = _figure(figsize=(max(4.0, 0.5 * heads + 1.5), max(2.5, 0.45 * layers + 1.2)), dpi=100)
     ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    image = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=vmax, cmap="viridis", aspect="auto")
     ax.set_xticks(range(heads))
     ax.set_yticks(range(layers))
     ax.set_xlabel("head")
@@ -69,7 +69,7 @@ def plot_gate_heatmap(values: np.ndarray, path: str | Path, title: str = "determ
             if np.isfinite(values[i, j]):
                 ax.text(j, i, f"{values[i, j]:.2f}".rstrip("0").rstrip(".") if values[i, j] not in (0, 1)
                         else str(int(values[i, j])), ha="center", va="center", fontsize=7,
-                        color="white" if values[i, j] < 0.5 else "black")
+                        color="white" if values[i, j] < 0.5 * vmax else "black")
     fig.colorbar(image, ax=ax, label=label)
     fig.tight_layout()
     return _save(fig, Path(path))
@@ -155,10 +155,23 @@ def write_report(report: Any, out_dir: str | Path) -> dict[str, Path]:
     data = report.to_dict() if hasattr(report, "to_dict") else dict(report)
     out = check_writable_dir(out_dir, "report directory")
     files: dict[str, Path] = {}
+    free = data.get("retraining_free")
     if data.get("gate_values") is not None:
         gates = np.asarray(data["gate_values"], dtype=float)
-        files["gates_png"] = plot_gate_heatmap(gates, out / "gates.png",
-                                               title="final deterministic gates (0 = pruned)")
+        if free is None:
+            files["gates_png"] = plot_gate_heatmap(gates, out / "gates.png",
+                                                   title="final deterministic gates (0 = pruned)")
+        else:
+            files["gates_png"] = plot_gate_heatmap(gates, out / "gates.png", label="scale",
+                                                   title="mask x tuned scale (0 = pruned)",
+                                                   vmax=max(1.0, float(np.nanmax(gates))))
+    importance = free["importance"] if free is not None else data.get("importance")
+    if importance is not None:
+        fisher = np.array([[np.nan if v is None else v for v in row] for row in importance["fisher"]])
+        top = np.nanmax(fisher)
+        files["importance_png"] = plot_gate_heatmap(fisher / (top if top > 0 else 1.0), out / "importance.png",
+                                                    title="head importance (empirical Fisher / max)",
+                                                    label="importance")
     history = data.get("gate_history") or {}
     if history.get("steps"):
         p_closed = np.array([[[np.nan if v is None else v for v in row] for row in step]
@@ -179,7 +192,12 @@ def _drop_line(r: dict[str, Any]) -> str:
     if r.get("drop") is None:
         return "drop: -"
     low, high = r["drop_ci95"]
-    against = "max(start, control)" if r.get("accuracy_control") is not None else "start (no control: --no_control)"
+    if r.get("method") == "fisher":
+        against = "start (retraining-free: no step trained, the start is the equal-budget reference)"
+    elif r.get("accuracy_control") is not None:
+        against = "max(start, control)"
+    else:
+        against = "start (no control: --no_control)"
     return (f"drop vs {against} = {r['drop_reference']}: {100 * r['drop']:+.2f} points "
             f"(paired 95% interval {100 * low:+.2f} to {100 * high:+.2f}, {r['eval_pairs']} examples)")
 
@@ -193,15 +211,21 @@ def format_summary(r: dict[str, Any]) -> str:
     rows = [("start", "accuracy_before")]
     if r.get("accuracy_control") is not None:
         rows.append((f"control ({r['control_steps']} more steps)", "accuracy_control"))
-    rows += [("gated", "accuracy_gated"), ("pruned", "accuracy_pruned")]
+    rows += [("masked" if r.get("method") == "fisher" else "gated", "accuracy_gated"), ("pruned", "accuracy_pruned")]
     width = max(len(name) for name, _ in rows)
     lines.append(f"{'model':<{width}} {'accuracy (' + split + ')':>22}")
     for name, key in rows:
         lines.append(f"{name:<{width}} {100 * r[key]:>21.2f}%")
-    if r.get("accuracy_control") is None:
+    if r.get("method") == "fisher":
+        timings = r.get("timings", {})
+        lines.append(f"retraining-free: {r['retraining_free']['examples']} training examples, "
+                     f"{timings.get('retraining_free_s', 0):.0f} s (importance {timings.get('importance_s', 0):.0f} s, "
+                     f"tuning {timings.get('tune_s', 0):.0f} s, convert {timings.get('convert_s', 0):.0f} s)")
+    elif r.get("accuracy_control") is None:
         lines.append("control: none (--no_control): the drop below is against the start only")
     lines.append(_drop_line(r))
-    lines.append(f"pruned predictions equal gated: {r['pruned_equals_gated']}")
+    lines.append(f"pruned predictions equal {'masked' if r.get('method') == 'fisher' else 'gated'}: "
+                 f"{r['pruned_equals_gated']}")
     lines.append(f"parameters: {r['params_before']:,} -> {r['params_after']:,}")
     lat = r["latency"]
     lines.append(f"latency pruned/unpruned (batch {lat['batch_size']}, seq {lat['seq_length']}): "
@@ -238,6 +262,15 @@ def _class_tables(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _retraining_free_line(r: dict[str, Any]) -> str:
+    t = r.get("timings", {})
+    steps = ", ".join(f"{name} {t[key]:.1f} s" for key, name in (("importance_s", "importance"),
+                      ("search_s", "mask search"), ("tune_s", "mask tuning"), ("convert_s", "convert")) if key in t)
+    return (f"- retraining-free (fisher): importance on {r['retraining_free']['examples']} training examples; "
+            f"{t.get('retraining_free_s', 0):.1f} s from the fine-tuned model to the converted one ({steps}); "
+            "no step trained, so the start is the equal-budget reference")
+
+
 def render_markdown(r: dict[str, Any]) -> str:
     """report.md of a run (from ``RunReport.to_dict()``)."""
     lat = r["latency"]
@@ -246,7 +279,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         "# lrp_prune report", "",
         f"Task {options['task']}, model `{options['model']}`"
         + (f", recipe `{options['recipe']}`" if options.get("recipe") else "")
-        + f", evaluated on {r['eval_pairs']} {r['eval_split']} examples; {r['gated_steps']} gated steps"
+        + f", evaluated on {r['eval_pairs']} {r['eval_split']} examples; "
+        + (f"retraining-free (fisher, {r['retraining_free']['examples']} training examples, no step trained)"
+           if r.get("method") == "fisher" else f"{r['gated_steps']} gated steps")
         + (f" after {options['finetune_steps']} fine-tuning steps" if options.get("finetune_steps") else "")
         + ".", "",
         "| model | accuracy | heads | parameters |", "|---|---:|---:|---:|",
@@ -255,11 +290,14 @@ def render_markdown(r: dict[str, Any]) -> str:
         *([f"| control (unpruned, {r['control_steps']} more steps on the same batches) | "
            f"{100 * r['accuracy_control']:.2f}% | {r['total_heads']} | {r['params_before']:,} |"]
           if r.get("accuracy_control") is not None else []),
-        f"| gated (eval gates) | {100 * r['accuracy_gated']:.2f}% | {r['total_heads']} | {r['params_before']:,} |",
+        f"| {'masked (mask x tuned scales)' if r.get('method') == 'fisher' else 'gated (eval gates)'} | "
+        f"{100 * r['accuracy_gated']:.2f}% | {r['total_heads']} | {r['params_before']:,} |",
         f"| pruned | {100 * r['accuracy_pruned']:.2f}% | {r['heads_kept']} | {r['params_after']:,} |", "",
         f"- **{_drop_line(r)}**",
         *(["- no equal-budget control was trained (`--no_control`): the start is not trained as long as the "
-           "pruned model, so this drop flatters pruning"] if r.get("accuracy_control") is None else []),
+           "pruned model, so this drop flatters pruning"]
+          if r.get("accuracy_control") is None and r.get("method") != "fisher" else []),
+        *([_retraining_free_line(r)] if r.get("method") == "fisher" else []),
         *([f"- distillation in the gated phase and the control: alpha {options['distill_alpha']}, temperature "
            f"{options['distill_temperature']}"] if options.get("distill") else []),
         f"- heads kept per layer: {r['heads_kept_per_layer']}",
@@ -273,6 +311,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines.append(f"- target heads: {r['target_heads']}")
     lines += _class_tables(r)
     files = r.get("files", {})
+    if "importance_png" in files:
+        lines += ["", f"![head importance]({files['importance_png']})"]
     if "gates_png" in files:
         lines += ["", f"![final gates]({files['gates_png']})"]
     if "history_png" in files:

@@ -395,7 +395,7 @@ class BertAttention(nn.Cell):
         probs = self.dropout(self.softmax(scores.astype(mask_adder.dtype) + mask_adder))  # softmax in fp32
         context = ops.matmul(probs.astype(v.dtype), v)  # (B, n, S, d)
         if self.gate is not None:
-            context = context * self.gate().reshape(1, self.num_heads, 1, 1).astype(context.dtype)
+            context = context * self.gate().reshape(-1, self.num_heads, 1, 1).astype(context.dtype)  # (1 or B, n, 1, 1)
         return context.transpose(0, 2, 1, 3).reshape(b, s, self.width)  # (B, S, n*d)
 
 
@@ -520,11 +520,19 @@ class BertModel(_HostChecked, nn.Cell):
         """The host-side check of one call (see :func:`check_inputs`)."""
         check_inputs(self.config, input_ids, token_type_ids, input_mask)
 
-    def construct(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor):
+    def embed(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The encoder's inputs: embeddings ``(B, S, H)`` and the additive attention mask ``(B, 1, 1, S)``.
+
+        Layer-by-layer tools (mask tuning) call it, then ``bert_encoder.layers[i](x, mask_adder)``.
+        """
         words = self.bert_embedding_lookup(input_ids)  # (B, S, H)
         x = self.bert_embedding_postprocessor(token_type_ids, words)  # (B, S, H)
         b, s = input_mask.shape
         mask_adder = (1.0 - input_mask.astype(x.dtype)).reshape(b, 1, 1, s) * _MASK_ADDER  # (B, 1, 1, S)
+        return x, mask_adder
+
+    def construct(self, input_ids: Tensor, token_type_ids: Tensor, input_mask: Tensor):
+        x, mask_adder = self.embed(input_ids, token_type_ids, input_mask)  # (B, S, H), (B, 1, 1, S)
         sequence_output = self.bert_encoder(x, mask_adder)  # (B, S, H)
         pooled_output = self.dense(sequence_output[:, 0])  # (B, H)
         if self.return_reg:

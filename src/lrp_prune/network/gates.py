@@ -4,10 +4,12 @@ A *structure* is a kind of prunable unit of an encoder layer and the cell whose
 ``gate`` attribute scales it: today the attention heads (``"heads"``: the gate sits
 on ``attention.attention`` and scales each head's context). A *gate kind* is the
 cell installed there: :class:`~lrp_prune.network.hard_concrete.HardConcreteGate`
-(a learned ``log_a`` per unit). Both are open sets: a new structure is one more
-:class:`Structure` entry in :data:`STRUCTURES`; a new gate kind is one more cell
-with the host-side methods ``values()``, ``prob_open()``, ``close()`` (and, if it
-learns, ``log_a`` / ``set_log_a``). Everything else here works for any of them.
+(a learned ``log_a`` per unit) or :class:`~lrp_prune.network.mask_gate.MaskGate` (a fixed
+mask and a separate scale per unit, from retraining-free pruning). Both are open sets: a
+new structure is one more :class:`Structure` entry in :data:`STRUCTURES`; a new gate kind
+is one more cell with the host-side methods ``values()``, ``prob_open()``, ``close()``
+(optionally ``kept()``, when kept-ness is not simply ``values() > 0``; and, if it learns,
+``log_a`` / ``set_log_a``). Everything else here works for any of them.
 
 Grids are indexed by the *original* unit index, so a model that was pruned before
 still reads as ``[num_hidden_layers, num_attention_heads]``; a unit a layer no longer
@@ -215,16 +217,25 @@ class ModelGates:
         picked = STRUCTURES.values() if structure is None else (structure_named(structure),)
         return float(sum(np.nansum(self.prob_open(s, clip)) for s in picked))
 
+    def kept(self, structure: str | Structure = HEADS) -> np.ndarray:
+        """Which units ``convert()`` keeps, bool ``[layers, width]``: units without a gate, units whose
+        gate says so (a mask gate's mask; otherwise an eval gate above 0); never a unit the model
+        no longer has."""
+        def per_host(host: nn.Cell) -> np.ndarray:
+            if host.gate is None:
+                return np.ones(len(host.units))
+            return host.gate.kept() if hasattr(host.gate, "kept") else host.gate.values() > 0
+        return self._grid(structure, per_host, missing=0.0) > 0
+
     def open_units(self, structure: str | Structure = HEADS) -> list[tuple[int, int]]:
-        """``[(layer, original index)]`` of the units whose eval gate is above 0."""
-        values = self.values(structure)
-        return [(int(i), int(j)) for i, j in zip(*np.nonzero(values > 0))]
+        """``[(layer, original index)]`` of the units ``convert()`` keeps (see :meth:`kept`)."""
+        return [(int(i), int(j)) for i, j in zip(*np.nonzero(self.kept(structure)))]
 
     def to_prune(self, structure: str | Structure = HEADS) -> dict[int, list[int]]:
         """``{layer: [original indices]}`` that ``convert()`` leaves out: closed gates (eval gate
-        exactly 0) and units the model no longer has; every layer present."""
-        values = self.values(structure)
-        return {i: [int(j) for j in np.flatnonzero(row == 0.0)] for i, row in enumerate(values)}
+        exactly 0, or a mask of 0) and units the model no longer has; every layer present."""
+        kept = self.kept(structure)
+        return {i: [int(j) for j in np.flatnonzero(~row)] for i, row in enumerate(kept)}
 
     # ------------------------------------------------------------------ changing gates
     def close(self, units: Iterable[tuple[int, int]], structure: str | Structure = HEADS) -> None:

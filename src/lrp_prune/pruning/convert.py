@@ -34,6 +34,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 from mindspore import nn
 
 from lrp_prune.errors import LRPPruneError
@@ -50,7 +51,7 @@ __all__ = ["convert_gated", "count_params", "ungated_params", "rebuild_pruned"]
 
 logger = logging.getLogger(__name__)
 
-_GATE_STATE = ("log_a", "budget.multipliers", "budget.target_now")  # what apply() adds
+_GATE_STATE = ("log_a", "gate.mask", "gate.scale", "budget.multipliers", "budget.target_now")  # what apply() adds
 
 
 def count_params(model: nn.Cell) -> int:
@@ -147,10 +148,11 @@ def convert_gated(gated: nn.Cell, save_dir_path: str | Path | None = None, *, in
     started = time.perf_counter()
     gates = ModelGates(gated, "convert")
     bert = gates.bert
-    values = gates.values(HEADS)
+    values, kept = gates.values(HEADS), gates.kept(HEADS)
     for layer, head in closed:
-        values[layer, head] = 0.0
-    heads = {i: [int(h) for h in (row == 0.0).nonzero()[0]] for i, row in enumerate(values)}
+        kept[layer, head] = False
+    values[~kept] = 0.0
+    heads = {i: [int(h) for h in np.flatnonzero(~row)] for i, row in enumerate(kept)}
     before_config = bert.config
     params_before = count_params(gated)
     gated_params = None if save_dir_path is None else {n: p.asnumpy().copy() for n, p in gated.parameters_and_names()}

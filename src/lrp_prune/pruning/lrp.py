@@ -57,9 +57,15 @@ DEFAULT_LOG_A_INIT = 3.0
 
 
 class PruningType(enum.Enum):
-    """Pruning methods the factory knows."""
+    """Pruning methods the factory knows.
+
+    ``LRP``: Hard Concrete gates learned with an L0 penalty (:class:`LRPHeadPruner`; needs
+    training). ``FISHER``: retraining-free, Fisher importance plus least-squares mask tuning
+    (:class:`~lrp_prune.pruning.fisher.FisherHeadPruner`; minutes, no training).
+    """
 
     LRP = "LRP"
+    FISHER = "FISHER"
 
 
 class SupportedModels(enum.Enum):
@@ -74,7 +80,9 @@ class PrunerConfig:
 
     Attributes:
         gate: temperature, stretch limits, eps and ``l0_penalty``.
-        log_a_init: initial ``log_a`` (a number) or ``"xavier_uniform"``.
+        log_a_init: initial ``log_a``: a number, ``"xavier_uniform"``, or a ``[layers, heads]`` grid
+            (one value per head by original index, e.g. from
+            :func:`~lrp_prune.pruning.importance.importance_log_a`).
         model_config: the BertConfig given as ``model_params``/``model_config`` (optional);
             ``apply()`` checks the model against its layers and heads.
         target_heads: heads to keep (an int, or a fraction in (0, 1) of the model's heads);
@@ -85,7 +93,7 @@ class PrunerConfig:
     """
 
     gate: GateSettings
-    log_a_init: float | str = DEFAULT_LOG_A_INIT
+    log_a_init: float | str | np.ndarray = DEFAULT_LOG_A_INIT
     model_config: Any = None
     target_heads: float | int | None = None
     budget_warmup_steps: int = 100  # a third to a half of a short run: the gates follow the moving target
@@ -94,7 +102,14 @@ class PrunerConfig:
 
     def __post_init__(self) -> None:
         expect(isinstance(self.gate, GateSettings), "gate", "a GateSettings", self.gate)
-        initial_log_a(1, self.log_a_init, 0)  # validates a number or "xavier_uniform"
+        if isinstance(self.log_a_init, (np.ndarray, list, tuple)):
+            grid = np.asarray(self.log_a_init, dtype=np.float64)
+            expect(grid.ndim == 2 and grid.size > 0 and bool(np.isfinite(grid).all()), "log_a_init",
+                   "a number, 'xavier_uniform' or a [layers, heads] grid of finite values", self.log_a_init)
+            grid.flags.writeable = False
+            object.__setattr__(self, "log_a_init", grid)
+        else:
+            initial_log_a(1, self.log_a_init, 0)  # validates a number or "xavier_uniform"
         if is_number(self.log_a_init):
             object.__setattr__(self, "log_a_init", float(self.log_a_init))
         if self.target_heads is not None:
@@ -152,8 +167,10 @@ class HeadPruningFactory:
     """Builds a head pruner from the Golden Stick style config."""
 
     @staticmethod
-    def get_pruner(config: Mapping[str, Any]) -> "LRPHeadPruner":
-        """Return the pruner that ``config`` describes.
+    def get_pruner(config: Mapping[str, Any]):
+        """Return the pruner that ``config`` describes: an :class:`LRPHeadPruner` for
+        ``PruningType.LRP``, a :class:`~lrp_prune.pruning.fisher.FisherHeadPruner` for
+        ``PruningType.FISHER`` (its inner keys: :class:`~lrp_prune.pruning.fisher.FisherConfig`).
 
         Args:
             config: ``{"prune_type": PruningType.LRP, "arch_type": SupportedModels.BERT,
@@ -176,8 +193,12 @@ class HeadPruningFactory:
         if unknown:
             raise LRPPruneError(f"pruner config: unknown keys {unknown}; known keys are "
                                 "['arch_type', 'config', 'prune_type']")
-        _enum_member(PruningType, config["prune_type"], "prune_type")
+        method = _enum_member(PruningType, config["prune_type"], "prune_type")
         _enum_member(SupportedModels, config["arch_type"], "arch_type")
+        if method is PruningType.FISHER:
+            from lrp_prune.pruning.fisher import FisherConfig, FisherHeadPruner
+
+            return FisherHeadPruner(FisherConfig.from_dict(config["config"]))
         return LRPHeadPruner(PrunerConfig.from_dict(config["config"]))
 
 
@@ -252,7 +273,15 @@ class LRPHeadPruner:
         expect(total > 0, "apply", "a model with at least one head", "a model with no heads left")
         target = None if self.config.target_heads is None else resolve_target(self.config.target_heads, total)
         rng = np.random.default_rng(self.config.seed)
-        gates.install(lambda _, n: HardConcreteGate(n, self.config.gate, self.config.log_a_init, rng), HEADS)
+        init = self.config.log_a_init
+        if isinstance(init, np.ndarray):  # a [layers, heads] grid: each layer's row, at the heads it has
+            shape = (bert.config.num_hidden_layers, bert.config.num_attention_heads)
+            expect(init.shape == shape, "log_a_init", f"a grid of shape {shape} (layers, heads)", init.shape)
+            units = dict((i, list(host.units)) for i, host in gates.hosts(HEADS))
+            make = lambda i, n: HardConcreteGate(n, self.config.gate, init[i, units[i]], rng)  # noqa: E731
+        else:
+            make = lambda _, n: HardConcreteGate(n, self.config.gate, init, rng)  # noqa: E731
+        gates.install(make, HEADS)
         if target is not None:
             bert.budget = HeadBudget(target, total, self.config.budget_warmup_steps, self.config.budget_lr)
         bert.return_reg = model is bert
