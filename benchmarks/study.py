@@ -8,7 +8,8 @@
 ``select`` evaluates on a premise-grouped validation split carved out of SNLI's training data
 (``eval_split="validation"``: 5% of the premises, seed 0, left out of training; 2,000 of its
 pairs), never on the test pairs the README reports. ``final`` runs a chosen recipe on all 9,824
-SNLI test pairs and also scores the demo's fixed 2,000-pair subset from the same predictions.
+SNLI test pairs and also scores the demo's fixed 2,000-pair subset from the same predictions
+(``--set '{"eval_limit": 2000}'``: the demo's 2,000 pairs only).
 Every run appends one JSON line to ``benchmarks/results/study.jsonl`` (recipe, seed, heads,
 start / control / gated / pruned accuracy, the drop against max(start, control) with its paired
 95% interval, seconds) and ``benchmarks/STUDIES.md`` is regenerated from it; ``run.py`` never
@@ -52,6 +53,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "fast": dict(freeze_word_embeddings=True, finetune_steps=180, train_steps=150, l0_penalty=0.015),
     "fast-distill": dict(freeze_word_embeddings=True, finetune_steps=180, train_steps=150, l0_penalty=0.015,
                          distill=True, distill_alpha=0.5, distill_temperature=2.0),
+    # retraining-free (Kwon et al.): no training after the fine-tuning; the budget is target_heads
+    "fisher": dict(method="fisher"),
+    "fisher-notune": dict(method="fisher", mask_tuning=False),
+    # LRP with its gates started from the Fisher importance (compare with the same recipe, open init)
+    "fast-importance": dict(freeze_word_embeddings=True, finetune_steps=180, train_steps=150, l0_penalty=0.015,
+                            log_a_init="importance"),
 }
 #: Lambda of a recipe for a budget other than its own (about 36 heads): (recipe, budget) -> lambda.
 #: Without an entry a budget runs with ``target_heads``; on 150-190 gated steps the controller
@@ -70,10 +77,12 @@ def _options(name: str, budget: int, seed: int, final: bool, overrides: dict[str
     fields.update(overrides)
     fields.update(seed=seed, progress=False, out_dir=None, latency_repeats=3)
     if final:
-        fields.update(eval_split="test", eval_limit=None)
+        fields.update(eval_split="test", eval_limit=overrides.get("eval_limit"))
     else:
         fields.update(eval_split="validation", eval_limit=2000)
-    if (name, budget) in LAMBDA_FOR:
+    if fields.get("method") == "fisher":
+        fields.update(target_heads=budget)
+    elif (name, budget) in LAMBDA_FOR:
         fields.update(l0_penalty=LAMBDA_FOR[name, budget])
     elif budget != 36:
         fields.update(target_heads=budget)
@@ -102,13 +111,17 @@ def run_one(name: str, budget: int, seed: int, final: bool, overrides: dict[str,
            "start": r["accuracy_before"], "control": r.get("accuracy_control"), "gated": r["accuracy_gated"],
            "pruned": r["accuracy_pruned"], "drop": r["drop"], "drop_ci95": r["drop_ci95"],
            "drop_reference": r["drop_reference"], "pruned_equals_gated": r["pruned_equals_gated"],
-           "control_cached": r.get("control_cached"), "seconds": round(seconds, 1),
+           "control_cached": r.get("control_cached"), "seconds": round(seconds, 1), "method": r["method"],
            "timings": {k: round(v, 1) for k, v in r["timings"].items()},
            "latency_ratio": r["latency"]["ratio_pruned_over_unpruned"],
            "options": {k: r["options"][k] for k in ("finetune_steps", "train_steps", "l0_penalty", "target_heads",
                                                      "learning_rate", "finetune_lr", "distill", "distill_alpha",
-                                                     "distill_temperature", "buckets", "dropout")},
+                                                     "distill_temperature", "buckets", "dropout", "log_a_init",
+                                                     "importance_examples", "mask_tuning")},
            "when": time.strftime("%Y-%m-%d %H:%M")}
+    if final and r["eval_pairs"] == 2000:  # eval_limit 2000 on test: these are the demo's pairs
+        row["demo_2000"] = {"start": row["start"], "control": row["control"], "pruned": row["pruned"],
+                            "drop": row["drop"], "drop_ci95": row["drop_ci95"], "drop_reference": row["drop_reference"]}
     if final and r["eval_pairs"] == 9824:  # the demo's 2,000 pairs: np.sort(default_rng(0).permutation(N)[:2000])
         idx = np.sort(np.random.default_rng(0).permutation(9824)[:2000])
         labels, preds = result.labels, result.predictions
@@ -208,14 +221,46 @@ def render(rows: list[dict[str, Any]]) -> str:
             groups.setdefault((r["recipe"], json.dumps(r["overrides"]), r["budget"]), []).append(r)
         for (recipe, _, budget), rs in groups.items():
             for label, get in (("9,824", lambda x: x), ("2,000 (demo)", lambda x: x["demo_2000"])):
-                vals = {k: [get(x)[k] for x in rs if get(x).get(k) is not None] for k in ("start", "control", "pruned",
-                                                                                            "drop")}
+                rs_here = [x for x in rs if label != "9,824" or x["pairs"] == 9824]
+                if not rs_here:
+                    continue
+                vals = {k: [get(x)[k] for x in rs_here if get(x).get(k) is not None]
+                        for k in ("start", "control", "pruned", "drop")}
                 cell = {k: (f"{100 * np.mean(v):.2f} ± {100 * np.std(v):.2f}" if v else "-") for k, v in vals.items()}
-                heads = ", ".join(str(x["heads_kept"]) for x in rs)
-                out.append(f"| {recipe} | {budget} | {len(rs)} | {heads} | {label} | {cell['start']} | "
+                heads = ", ".join(str(x["heads_kept"]) for x in rs_here)
+                out.append(f"| {recipe} | {budget} | {len(rs_here)} | {heads} | {label} | {cell['start']} | "
                            f"{cell['control']} | {cell['pruned']} | {cell['drop']} |")
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out + _after_finetuning(rows))
+
+
+def _seconds_after_finetuning(r: dict[str, Any]) -> float:
+    """What a method cost once the fine-tuned model exists: retraining-free = importance + search +
+    tuning + convert; LRP = its importance (if any) + the gated phase."""
+    t = r.get("timings", {})
+    if r.get("method") == "fisher":
+        return t.get("retraining_free_s", 0.0)
+    return t.get("importance_s", 0.0) + t.get("gated_train_s", 0.0)
+
+
+def _after_finetuning(rows: list[dict[str, Any]]) -> list[str]:
+    """The retraining-free / LRP-initialisation table: runs on test from one saved fine-tuning."""
+    picked = [r for r in rows if r["split"] == "test" and "finetuned_checkpoint" in r["overrides"]]
+    if not picked:
+        return []
+    out = ["", "## Retraining-free and LRP from the same fine-tuned model (test)", "",
+           "Every row starts from the same saved fine-tuning; seconds count what the method costs after it "
+           "(retraining-free: importance + mask search + tuning + convert; LRP: importance if used + the gated "
+           "phase), not the evaluations. Drop = pruned - max(start, control); retraining-free trains nothing, so "
+           "its reference is the start.", "",
+           "| method | budget | seed | pairs | heads kept | start | control | pruned | drop [95%] | s after fine-tuning |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in picked:
+        lo, hi = r["drop_ci95"]
+        out.append(f"| {r['recipe']} | {r['budget']} | {r['seed']} | {r['pairs']} | {r['heads_kept']} | "
+                   f"{_pct(r['start'])} | {_pct(r['control'])} | {_pct(r['pruned'])} | "
+                   f"{100 * r['drop']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] | {_seconds_after_finetuning(r):.0f} |")
+    return out + [""]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,6 +114,9 @@ def test_prune_subcommand_retraining_free(tmp_path):
     report = json.loads((tmp_path / "p" / "report.json").read_text())
     assert report["method"] == "fisher" and report["heads_kept"] == 6 and report["gated_steps"] == 0
     assert "retraining-free" in proc.stdout and (tmp_path / "p" / "importance.png").is_file()
+    proc = cli("inspect", tmp_path / "p" / FILES["gated"], "--png", tmp_path / "masked.png")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "masked checkpoint" in proc.stdout and "6 heads kept" in proc.stdout
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -30,11 +30,11 @@ def test_defaults_are_the_original_samples_and_the_demo_recipe_is_its_own():
     assert default.task == "mnli" and default.l0_penalty == 0.01 and default.finetune_steps == 0
     assert SAMPLE.options() == PruneOptions(recipe="sample")
     demo = DEMO.options()
-    assert (demo.task, demo.finetune_steps, demo.train_steps, demo.l0_penalty, demo.eval_limit, demo.dropout) == \
-        ("snli", 230, 190, 0.012, 2000, False)
+    assert (demo.task, demo.finetune_steps, demo.train_steps, demo.l0_penalty, demo.eval_limit, demo.dropout,
+            demo.freeze_word_embeddings) == ("snli", 180, 150, 0.015, 2000, False, True)
     full = DEMO_FULL.options()
-    assert (full.finetune_steps, full.train_steps, full.eval_limit, full.dropout, full.buckets) == \
-        (1000, 400, None, True, (32, 48, 64))
+    assert (full.finetune_steps, full.train_steps, full.l0_penalty, full.eval_limit, full.dropout, full.buckets,
+            full.freeze_word_embeddings) == (1000, 400, 0.012, None, True, (32, 48, 64), False)
     assert set(RECIPES) == {"sample", "demo", "demo-full"} and recipe("demo") is DEMO
     with pytest.raises(LRPPruneError, match="recipe: expected one of"):
         recipe("nope")

@@ -98,18 +98,3 @@ def test_an_unseen_eval_label_stops_the_cli_naming_the_file(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "eval.csv: expected labels of column 'label'" in errors[0]
 
-
-@pytest.mark.integration
-@pytest.mark.timeout(900)  # about 150 s here
-def test_the_shipped_reviews_csv_on_minilm(tmp_path):
-    out = tmp_path / "out"
-    proc = cli("prune", "--task", "file", "--train_file", REPO / "samples/reviews/train.csv",
-               "--eval_file", REPO / "samples/reviews/eval.csv", "--text_columns", "review",
-               "--label_column", "sentiment", "--finetune_steps", 10, "--train_steps", 10, "--target_heads", 48,
-               "--latency_repeats", 1, "--out", out, "--no_progress", timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    assert report["data"]["label_names"] == ["negative", "positive"] and report["heads_kept"] == 48
-    assert report["eval_pairs"] == 80 and report["pruned_equals_gated"]
-    assert set(report["metrics"]["pruned"]["per_class_accuracy"]) == {"negative", "positive"}
-    assert load_pruned(out / "pruned_model").label_names == ("negative", "positive")

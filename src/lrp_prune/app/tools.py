@@ -59,9 +59,16 @@ def inspect_saved(path: str | Path) -> tuple[np.ndarray, str]:
         gated_heads = info.get("gated_layer_heads")
         layer_units = [list(h) for h in gated_heads] if gated_heads is not None else None
     log_a, layers = grid_from_checkpoint(params, cfg, HEADS, layer_units)
+    if not layers:  # a retraining-free model's mask gates: mask x scale (kept-ness is the mask)
+        mask, layers = grid_from_checkpoint(params, cfg, HEADS, layer_units, param="mask")
+        if layers:
+            scale, _ = grid_from_checkpoint(params, cfg, HEADS, layer_units, param="scale")
+            kept = int(np.nansum(mask > 0.5))
+            return (np.where(mask > 0.5, scale, np.where(np.isnan(mask), np.nan, 0.0)),
+                    f"masked checkpoint {path}: {layers} layers, {kept} heads kept (values: tuned scales)")
     if not layers:
-        raise LRPPruneError(f"inspect: expected a pruned directory or a checkpoint with gate log_a parameters, "
-                            f"got {str(path)!r} with none")
+        raise LRPPruneError(f"inspect: expected a pruned directory or a checkpoint with gate log_a (or mask) "
+                            f"parameters, got {str(path)!r} with none")
     values = np.where(np.isfinite(log_a), eval_gate_values(np.nan_to_num(log_a)), np.nan)
     return values, f"gated checkpoint {path}: {layers} gated layers"
 

@@ -79,16 +79,19 @@ class Structure:
         """Full parameter name of layer ``layer``'s ``log_a`` in a bare BertModel."""
         return f"bert_encoder.layers.{layer}.{self.host_path}.gate.log_a"
 
-    def layer_of(self, name: str) -> int | None:
-        """The layer index if ``name`` is this structure's ``log_a`` (any prefix), else ``None``.
+    def layer_of(self, name: str, param: str = "log_a") -> int | None:
+        """The layer index if ``name`` is this structure's gate parameter ``param`` (any prefix), else ``None``.
 
         Example:
             >>> HEADS.layer_of("bert.bert.bert_encoder.layers.3.attention.attention.gate.log_a")
             3
             >>> HEADS.layer_of("bert_encoder.layers.3.intermediate.gate.log_a") is None
             True
+            >>> HEADS.layer_of("bert_encoder.layers.2.attention.attention.gate.mask", "mask")
+            2
         """
-        match = re.search(rf"(?:^|\.)bert_encoder\.layers\.(\d+)\.{re.escape(self.host_path)}\.gate\.log_a$", name)
+        match = re.search(rf"(?:^|\.)bert_encoder\.layers\.(\d+)\.{re.escape(self.host_path)}\.gate\."
+                          rf"{re.escape(param)}$", name)
         return int(match.group(1)) if match else None
 
 
@@ -275,8 +278,9 @@ class ModelGates:
 
 def grid_from_checkpoint(params: Mapping[str, np.ndarray], config: Any | None = None,
                          structure: str | Structure = HEADS,
-                         layer_units: list[list[int]] | None = None) -> tuple[np.ndarray, int]:
-    """``log_a`` of one structure read from a checkpoint's ``{name: array}`` as a ``[layers, width]`` grid.
+                         layer_units: list[list[int]] | None = None, param: str = "log_a") -> tuple[np.ndarray, int]:
+    """A gate parameter (``log_a``; a mask gate's ``mask`` or ``scale``) of one structure read from a
+    checkpoint's ``{name: array}`` as a ``[layers, width]`` grid.
 
     Args:
         params: the checkpoint's parameters (any name prefix).
@@ -291,7 +295,7 @@ def grid_from_checkpoint(params: Mapping[str, np.ndarray], config: Any | None = 
     structure = structure_named(structure)
     found = {}
     for name, value in params.items():
-        layer = structure.layer_of(name)
+        layer = structure.layer_of(name, param)
         if layer is not None:
             found[layer] = np.asarray(value, np.float64).reshape(-1)
     if not found:
