@@ -237,8 +237,9 @@ class PruneOptions:
                                 "no training)", choices=("lrp", "fisher"))
     importance_examples: int = option(2048, "--method fisher: training examples the importance and the mask "
                                             "tuning use (drawn with --seed, never the evaluated pairs)", parser=int)
-    mask_tuning: bool = option(True, "--method fisher: tune the kept heads' scales by least squares, layer by "
-                                     "layer", flag="--no_mask_tuning", action="store_false")
+    mask_tuning: bool = option(True, "--method fisher: least-squares tuning of the kept heads' scales, layer by "
+                                     "layer (--no_mask_tuning skips it)", flag="--no_mask_tuning",
+                               action="store_false")
     finetune_steps: int = option(0, "plain fine-tuning steps before gating (0: the loaded model is already "
                                     "converged)", parser=int)
     finetune_lr: float = option(5e-5, "peak learning rate of the fine-tuning", parser=float)

@@ -304,6 +304,8 @@ def tune_scales(model: nn.Cell, batches: Iterable[Mapping[str, np.ndarray]], *, 
             if not host.units:
                 for state in states:
                     state[0] = state[1] = cell(state[0], state[2])
+                if progress is not None:
+                    progress(1)
                 continue
             gate: MaskGate = host.gate
             kept = gate.kept()
@@ -317,10 +319,7 @@ def tune_scales(model: nn.Cell, batches: Iterable[Mapping[str, np.ndarray]], *, 
             k = len(positions)
             gram, rhs = np.zeros((k, k)), np.zeros(k)
             hidden = w_o.shape[0]
-            for state in states:
-                x_t, x_p, adder, flat = state
-                if not k:
-                    break
+            for x_t, x_p, adder, flat in (states if k else []):
                 ctx_p = host(x_p, adder).asnumpy().astype(np.float64).reshape(-1, n, d)[flat]  # (T, n, d)
                 xp = x_p.asnumpy().astype(np.float64).reshape(-1, hidden)[flat]  # (T, H)
                 if reference == "own":  # every head, on the pruned model's own activations
@@ -385,16 +384,9 @@ class FisherHeadPruner:
             LRPPruneError: no BertModel or several, an already gated model, or a model that does
                 not match ``model_params``.
         """
-        gates = ModelGates(model, "apply")
-        if gates.is_gated:
-            raise LRPPruneError("apply: expected an ungated model, got a model that apply() already gated")
-        expected = self.config.model_config
-        if expected is not None:
-            got = (gates.config.num_hidden_layers, gates.config.num_attention_heads)
-            want = (expected.num_hidden_layers, expected.num_attention_heads)
-            expect(got == want, "model_params['config']", f"a config matching the model's (layers, heads) = {got}",
-                   want)
-        expect(gates.config.total_heads > 0, "apply", "a model with at least one head", "a model with no heads left")
+        from lrp_prune.pruning.lrp import applicable_gates
+
+        gates = applicable_gates(model, self.config.model_config)
         gates.install(lambda _, n: MaskGate(n), HEADS)
         refresh_cell(model)
         return model

@@ -259,18 +259,9 @@ class LRPHeadPruner:
             LRPPruneError: no BertModel or several, an already gated model, or a model that
                 does not match ``model_params``.
         """
-        gates = ModelGates(model, "apply")
+        gates = applicable_gates(model, self.config.model_config)
         bert = gates.bert
-        if gates.is_gated:
-            raise LRPPruneError("apply: expected an ungated model, got a model that apply() already gated")
-        expected = self.config.model_config
-        if expected is not None:
-            got = (bert.config.num_hidden_layers, bert.config.num_attention_heads)
-            want = (expected.num_hidden_layers, expected.num_attention_heads)
-            expect(got == want, "model_params['config']",
-                   f"a config matching the model's (layers, heads) = {got}", want)
         total = bert.config.total_heads
-        expect(total > 0, "apply", "a model with at least one head", "a model with no heads left")
         target = None if self.config.target_heads is None else resolve_target(self.config.target_heads, total)
         rng = np.random.default_rng(self.config.seed)
         init = self.config.log_a_init
@@ -385,6 +376,21 @@ class LRPHeadPruner:
         projection = _target_projection(gates, "project_to_target")
         gates.close(projection["closed"], HEADS)
         return projection
+
+
+def applicable_gates(model: nn.Cell, model_config: Any = None) -> ModelGates:
+    """The :class:`ModelGates` of a model any pruner's ``apply()`` may gate: one BertModel, no gates yet,
+    at least one head, and (when given) layers and heads matching ``model_config``."""
+    gates = ModelGates(model, "apply")
+    if gates.is_gated:
+        raise LRPPruneError("apply: expected an ungated model, got a model that apply() already gated")
+    config = gates.config
+    if model_config is not None:
+        got = (config.num_hidden_layers, config.num_attention_heads)
+        want = (model_config.num_hidden_layers, model_config.num_attention_heads)
+        expect(got == want, "model_params['config']", f"a config matching the model's (layers, heads) = {got}", want)
+    expect(config.total_heads > 0, "apply", "a model with at least one head", "a model with no heads left")
+    return gates
 
 
 def _get_gate_values(self: nn.Cell) -> np.ndarray:
