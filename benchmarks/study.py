@@ -202,6 +202,20 @@ NOTES = [
     "worth 2 points at 18, so the default is Kwon et al.'s (unpruned reference, damping 0.01, clip [0, 2]). "
     "Two samples of 2,048 examples gave 71.35% and 72.65% without tuning: the sample moves the result by "
     "about a point.",
+    "On test, seed 1 of the new default: 29 heads (lambda 0.015 removed more than on validation), -2.89 on "
+    "all 9,824 pairs and -4.40 on the demo's 2,000 (its control gained 2.8 points there). One validation "
+    "seed (-0.30) did not predict this: the next choice should rest on three validation seeds per recipe. "
+    "Seeds 2 and 3 on test were not run this session.",
+    "Retraining-free from that seed's fine-tuning (demo's 2,000 test pairs, start 76.05%): 36 heads at "
+    "73.05% with mask tuning (-3.00) in 86 s, 72.45% without (-3.60) in 52 s; 18 heads 55.85% / 56.25%. "
+    "The 120 s goal is met, the 2-point goal at 36 heads is not; at 18 heads only training keeps a usable "
+    "model.",
+    "LRP from the same fine-tuning, `target_heads=36` with lambda 0.015, 150 gated steps, same batches: the "
+    "open init 73.25% / 74.30% (gated seeds 1 / 2; -5.60 / -3.95 against the controls' 78.85% / 78.25%; "
+    "its controller had closed nothing before the projection), the importance init (`--log_a_init "
+    "importance`) 77.40% / 76.60% (-1.45 / -1.65). The best LRP numbers on these pairs, on test: the lead "
+    "for the next recipe choice, to be made on validation. Runs beside `make test` were killed for memory (12 GB each beside 14 GB) and are "
+    "not listed.",
 ]
 
 
