@@ -211,9 +211,9 @@ NOTES = [
     "The 120 s goal is met, the 2-point goal at 36 heads is not; at 18 heads only training keeps a usable "
     "model.",
     "LRP from the same fine-tuning, `target_heads=36` with lambda 0.015, 150 gated steps, same batches: the "
-    "open init 73.25% / 74.30% (gated seeds 1 / 2; -5.60 / -3.95 against the controls' 78.85% / 78.25%; "
+    "open init 73.25% / 74.30% / 73.80% (gated seeds 1 / 2 / 3; -5.60 / -3.95 / -4.50 against the controls); "
     "its controller had closed nothing before the projection), the importance init (`--log_a_init "
-    "importance`) 77.40% / 76.60% (-1.45 / -1.65). The best LRP numbers on these pairs, on test: the lead "
+    "importance`) 77.40% / 76.60% / 76.70% (-1.45 / -1.65 / -1.60). The best LRP numbers on these pairs, on test: the lead "
     "for the next recipe choice, to be made on validation. Runs beside `make test` were killed for memory (12 GB each beside 14 GB) and are "
     "not listed.",
 ]
