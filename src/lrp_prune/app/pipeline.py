@@ -649,9 +649,7 @@ def gate(options: PruneOptions, classifier: BertClassifier, data: TaskData) -> G
     if init == "importance":
         from lrp_prune.pruning.importance import head_importance, importance_log_a
 
-        sample = importance_sample(options, data.train)
-        importance = head_importance(classifier, batches(sample, options.batch_size, drop_remainder=False,
-                                                         pad_last=True, buckets=options.buckets))
+        importance = head_importance(classifier, sample_batches(options, importance_sample(options, data.train)))
         init = importance_log_a(importance)
     pruner = LRPHeadPruner(PrunerConfig(
         gate=options.gate_settings(), log_a_init=init, target_heads=options.target_heads, budget_warmup_steps=warmup,
@@ -712,6 +710,11 @@ def importance_sample(options: PruneOptions, arrays: dict[str, np.ndarray]) -> d
     return {k: v[idx] for k, v in arrays.items()}
 
 
+def sample_batches(options: PruneOptions, arrays: dict[str, np.ndarray]):
+    """Batches of a sample for importance or tuning: one row count (padding rows marked ``valid``), in buckets."""
+    return batches(arrays, options.batch_size, drop_remainder=False, pad_last=True, buckets=options.buckets)
+
+
 def prune_retraining_free(options: PruneOptions, classifier: BertClassifier, data: TaskData,
                           progress: bool = False) -> RetrainingFree:
     """The ``fisher`` method: mask gates on ``classifier`` (in place), importance on a sample of the
@@ -725,8 +728,7 @@ def prune_retraining_free(options: PruneOptions, classifier: BertClassifier, dat
     pruner = FisherHeadPruner(FisherConfig(target_heads=options.target_heads, tune=options.mask_tuning))
     masked = pruner.apply(classifier)
     tune_sample = {k: v[:TUNE_EXAMPLES] for k, v in sample.items()}
-    make = lambda arrays: lambda: batches(arrays, options.batch_size, drop_remainder=False,  # noqa: E731
-                                          pad_last=True, buckets=options.buckets)
+    make = lambda arrays: lambda: sample_batches(options, arrays)  # noqa: E731 - prune() passes over them twice
     n_batches = num_batches(sample, options.batch_size, drop_remainder=False, buckets=options.buckets)
     layers = classifier.config.num_hidden_layers
     total = n_batches + (layers if options.mask_tuning else 0)
