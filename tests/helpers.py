@@ -94,9 +94,9 @@ def as_tensors(arrays):
     return tuple(ms.Tensor(a) for a in arrays)
 
 
-def reference_outputs(model, cfg: BertConfig, inputs, gates=None):
+def reference_outputs(model, cfg: BertConfig, inputs, gates=None, ffn_gates=None):
     """The numpy reference run on ``model``'s current parameters."""
-    return bert_forward(param_dict(model), cfg.to_dict(), *inputs, gates=gates)
+    return bert_forward(param_dict(model), cfg.to_dict(), *inputs, gates=gates, ffn_gates=ffn_gates)
 
 
 def max_diff(a, b) -> float:

@@ -7,6 +7,10 @@ Semantics follow docs/design.md sections 2-4:
   * config["layer_heads"][i] lists the ORIGINAL head ids layer i keeps (None = all heads);
     a layer with no heads has only attention.output.dense.bias: its block is LayerNorm(x + b_O).
   * gates: [num_layers, H] indexed by original head id, scaling each head's context before W_O.
+  * config["layer_units"][i] lists the ORIGINAL feed-forward units layer i keeps (None = all);
+    unit u owns row u of intermediate.weight/bias and column u of output.dense.weight; a layer
+    with no units has only output.dense.bias: its FFN block is LayerNorm(x + b_out).
+  * ffn_gates: [num_layers, intermediate_size] by original unit id, scaling each unit after GELU.
 """
 from __future__ import annotations
 
@@ -30,6 +34,13 @@ def _heads_of(config: Mapping[str, Any], i: int) -> list[int]:
     return list(layer_heads[i])
 
 
+def _units_of(config: Mapping[str, Any], i: int) -> list[int]:
+    layer_units = config.get("layer_units")
+    if layer_units is None:
+        return list(range(config["intermediate_size"]))
+    return list(layer_units[i])
+
+
 def expected_param_names(num_layers: int) -> list[str]:
     """docs/design.md §3 list, expanded for a full (unpruned) model."""
     names = ["bert_embedding_lookup.embedding_table",
@@ -50,7 +61,7 @@ def expected_param_names(num_layers: int) -> list[str]:
 
 def param_shapes(config: Mapping[str, Any]) -> dict[str, tuple]:
     """Expected name -> shape, honouring config["layer_heads"] (pruned layers)."""
-    hid, inter = config["hidden_size"], config["intermediate_size"]
+    hid = config["hidden_size"]
     d = hid // config["num_attention_heads"]
     shapes = {"bert_embedding_lookup.embedding_table": (config["vocab_size"], hid),
               f"{EMB}.token_type_embedding.embedding_table": (config["type_vocab_size"], hid),
@@ -63,11 +74,14 @@ def param_shapes(config: Mapping[str, Any]) -> dict[str, tuple]:
                 shapes[f"{p}.attention.attention.{proj}.weight"] = (kept, hid)
                 shapes[f"{p}.attention.attention.{proj}.bias"] = (kept,)
             shapes[f"{p}.attention.output.dense.weight"] = (hid, kept)
+        units = len(_units_of(config, i))
+        if units:
+            shapes.update({f"{p}.intermediate.weight": (units, hid), f"{p}.intermediate.bias": (units,),
+                           f"{p}.output.dense.weight": (hid, units)})
         shapes.update({f"{p}.attention.output.dense.bias": (hid,),
                        f"{p}.attention.output.layernorm.gamma": (hid,),
                        f"{p}.attention.output.layernorm.beta": (hid,),
-                       f"{p}.intermediate.weight": (inter, hid), f"{p}.intermediate.bias": (inter,),
-                       f"{p}.output.dense.weight": (hid, inter), f"{p}.output.dense.bias": (hid,),
+                       f"{p}.output.dense.bias": (hid,),
                        f"{p}.output.layernorm.gamma": (hid,), f"{p}.output.layernorm.beta": (hid,)})
     shapes.update({"dense.weight": (hid, hid), "dense.bias": (hid,)})
     return shapes
@@ -108,7 +122,7 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def bert_forward(params: Mapping[str, np.ndarray], config: Mapping[str, Any], input_ids,
-                 token_type_ids, input_mask, gates=None) -> tuple[np.ndarray, np.ndarray]:
+                 token_type_ids, input_mask, gates=None, ffn_gates=None) -> tuple[np.ndarray, np.ndarray]:
     """Returns (sequence_output (B,S,hidden), pooled_output (B,hidden)), computed in float64."""
     P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     input_ids, token_type_ids = np.asarray(input_ids), np.asarray(token_type_ids)
@@ -152,7 +166,13 @@ def bert_forward(params: Mapping[str, np.ndarray], config: Mapping[str, Any], in
             context = context.transpose(0, 2, 1, 3).reshape(B, S, n * d)  # (B, S, n*d)
             attn = dense(context, f"{p}.attention.output.dense") + x
         x = ln(attn, f"{p}.attention.output.layernorm")
-        h = activation(dense(x, f"{p}.intermediate"), act)               # (B, S, intermediate)
+        units = _units_of(config, i)
+        if not units:  # all feed-forward units pruned: only the output bias is left
+            x = ln(x + P[f"{p}.output.dense.bias"], f"{p}.output.layernorm")
+            continue
+        h = activation(dense(x, f"{p}.intermediate"), act)               # (B, S, units)
+        if ffn_gates is not None:
+            h = h * np.asarray(ffn_gates, np.float64)[i, units][None, None, :]
         x = ln(dense(h, f"{p}.output.dense") + x, f"{p}.output.layernorm")
 
     pooled = np.tanh(dense(x[:, 0], "dense"))                            # (B, hidden)

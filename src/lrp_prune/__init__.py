@@ -28,7 +28,8 @@ from lrp_prune.io.checkpoint import LoadReport, load_checkpoint, save_checkpoint
 from lrp_prune.io.export import export_mindir, load_mindir
 from lrp_prune.io.onnx_export import check_onnx, export_onnx
 from lrp_prune.io.saved import load_pruned, read_heads_to_prune, save_pruned
-from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss, BertModel, check_inputs, prune_heads
+from lrp_prune.network.bert import (BertClassifier, BertClassifierWithLoss, BertModel, check_inputs, prune_ffn,
+                                    prune_heads)
 from lrp_prune.network.config import BertConfig
 from lrp_prune.network.gates import ModelGates
 from lrp_prune.network.hard_concrete import GateSettings, HardConcreteGate
@@ -75,6 +76,7 @@ __all__ = [
     "load_pruned",
     "parameter_groups",
     "prune_heads",
+    "prune_ffn",
     "read_heads_to_prune",
     "save_checkpoint",
     "save_pruned",

@@ -7,7 +7,10 @@ A pruned directory holds, at its top (the names downstream tools read):
 ``heads_to_prune.pkl``            pickle of ``{layer: [pruned heads]}`` (every layer),
                                   the format of HuggingFace ``prune_heads``
 ``heads_to_prune.json``           its JSON twin: what this library reads back
-``pruned_config.json``            model kind, BertConfig (with ``layer_heads``), head
+``units_to_prune.json``           ``{layer: [pruned feed-forward units]}``, only when
+                                  feed-forward units were gated or pruned
+``pruned_config.json``            model kind, BertConfig (with ``layer_heads`` and
+                                  ``layer_units``), head
 ``pruned_model.ckpt``             the pruned model's parameters
 ``summary.json``                  :class:`~lrp_prune.pruning.summary.PruningSummary`
 ================================  ================================================
@@ -38,11 +41,12 @@ from lrp_prune.io.store import commit_files, committed_files
 from lrp_prune.textfiles import read_json_file
 from lrp_prune.network.config import BertConfig
 from lrp_prune.errors import LRPPruneError, expect
-from lrp_prune.network.bert import (BertClassifier, BertClassifierWithLoss, BertModel, find_bert, prune_heads,
-                                    the_bert)
+from lrp_prune.network.bert import (BertClassifier, BertClassifierWithLoss, BertModel, find_bert, prune_ffn,
+                                    prune_heads, the_bert)
 
 __all__ = [
     "FILES",
+    "UNITS_FILE",
     "save_pruned",
     "load_pruned",
     "read_heads_to_prune",
@@ -62,6 +66,8 @@ FILES = {
     "model": "pruned_model.ckpt",
     "summary": "summary.json",
 }
+#: The feed-forward twin of ``heads_to_prune.json``, written when feed-forward units were gated or pruned.
+UNITS_FILE = "units_to_prune.json"
 _FORMAT = "lrp_prune/pruned-model"
 _VERSION = 1
 
@@ -87,7 +93,8 @@ def _describe_model(model: nn.Cell) -> dict[str, Any]:
 
 def save_pruned(model: nn.Cell, save_dir_path: str | Path, *, heads_to_prune: dict | None = None,
                 summary: Any = None, gated_params: dict | None = None,
-                gated_layer_heads: Any = None) -> Path:
+                gated_layer_heads: Any = None, units_to_prune: dict | None = None,
+                gated_layer_units: Any = None) -> Path:
     """Write the pruned model (config + checkpoint), the heads pickle and JSON, and the summary.
 
     Args:
@@ -98,6 +105,9 @@ def save_pruned(model: nn.Cell, save_dir_path: str | Path, *, heads_to_prune: di
         gated_params: ``{name: array}`` of the model before pruning, stored as ``gated_model.ckpt``.
         gated_layer_heads: the gated model's ``layer_heads`` (recorded so ``inspect`` can place
             the gates of a model that was pruned before it was gated).
+        units_to_prune: ``{layer: [removed feed-forward units]}`` (original indices), written as
+            ``units_to_prune.json``; default: derived from the config when it records ``layer_units``.
+        gated_layer_units: the gated model's ``layer_units`` (as ``gated_layer_heads``).
 
     The files are committed all at once (:func:`~lrp_prune.io.store.commit_files`): a kill or
     an error at any point leaves the earlier save complete and loadable, and a file of one of
@@ -120,19 +130,26 @@ def save_pruned(model: nn.Cell, save_dir_path: str | Path, *, heads_to_prune: di
         heads_to_prune = {i: [h for h in range(cfg.num_attention_heads) if h not in cfg.heads_of(i)]
                           for i in range(cfg.num_hidden_layers)}
     heads = {int(k): [int(h) for h in v] for k, v in heads_to_prune.items()}
+    if units_to_prune is None and cfg.layer_units is not None:
+        units_to_prune = {i: [u for u in range(cfg.intermediate_size) if u not in set(cfg.units_of(i))]
+                          for i in range(cfg.num_hidden_layers)}
     info = _describe_model(model)
     if gated_params is not None and gated_layer_heads is not None:
         info["gated_layer_heads"] = [list(h) for h in gated_layer_heads]
+    if gated_params is not None and gated_layer_units is not None:
+        info["gated_layer_units"] = [list(u) for u in gated_layer_units]
     files: dict[str, Any] = {}
     if gated_params is not None:
         files[FILES["gated"]] = lambda path: save_param_dict(gated_params, path)
     files[FILES["model"]] = lambda path: save_checkpoint(model, path)
     files[FILES["heads_json"]] = json.dumps({str(k): v for k, v in heads.items()}).encode("utf-8")
     files[FILES["heads_pkl"]] = pickle.dumps(heads, protocol=4)
+    if units_to_prune is not None:
+        files[UNITS_FILE] = json.dumps({str(int(k)): [int(u) for u in v] for k, v in units_to_prune.items()}).encode()
     if summary is not None:
         files[FILES["summary"]] = summary.to_json().encode("utf-8")
     files[FILES["config"]] = json.dumps(info, indent=2).encode("utf-8")
-    commit_files(save_dir, files, ours=tuple(FILES.values()), legacy_marker=_is_first_format_save)
+    commit_files(save_dir, files, ours=(*FILES.values(), UNITS_FILE), legacy_marker=_is_first_format_save)
     logger.info("saved the pruned model to %s", save_dir)
     return save_dir
 
@@ -209,11 +226,15 @@ def load_pruned(save_dir_path: str | Path, model: nn.Cell | None = None, *, is_t
                                 "(the saved model has a custom head), got model=None")
         bert = the_bert(model, "load_pruned")
         base = bert.config
-        expect((base.num_hidden_layers, base.num_attention_heads) == (cfg.num_hidden_layers, cfg.num_attention_heads),
-               "model", f"a model with {cfg.num_hidden_layers} layers x {cfg.num_attention_heads} heads",
-               (base.num_hidden_layers, base.num_attention_heads))
+        shape = (cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size)
+        expect((base.num_hidden_layers, base.num_attention_heads, base.intermediate_size) == shape, "model",
+               f"a model with {shape[0]} layers x {shape[1]} heads, intermediate_size {shape[2]}",
+               (base.num_hidden_layers, base.num_attention_heads, base.intermediate_size))
         prune_heads(model, {i: [h for h in range(cfg.num_attention_heads) if h not in cfg.heads_of(i)]
                             for i in range(cfg.num_hidden_layers)})
+        if cfg.layer_units is not None:
+            prune_ffn(model, {i: sorted(set(range(cfg.intermediate_size)) - set(cfg.units_of(i)))
+                              for i in range(cfg.num_hidden_layers)})
         built = model
     else:
         raise LRPPruneError(f"{FILES['config']} kind: expected BertModel, BertClassifier, "

@@ -14,9 +14,10 @@ checkpoints load with no key map::
     bert_encoder.layers.{i}.output.layernorm.{gamma,beta}
     dense.{weight,bias}                      # pooler (tanh)
 
-Each layer may keep a different subset of heads (``BertConfig.layer_heads``);
-a layer with no heads skips attention and its block computes
-``LayerNorm(x + b_O)``. Gates (:mod:`lrp_prune.network.hard_concrete`) are installed
+Each layer may keep a different subset of heads (``BertConfig.layer_heads``) and of
+feed-forward units (``BertConfig.layer_units``); a layer with no heads skips attention
+and its block computes ``LayerNorm(x + b_O)``, a layer with no units skips its
+feed-forward block the same way (``LayerNorm(x + b_out)``). Gates (:mod:`lrp_prune.network.hard_concrete`) are installed
 by the pruner through :class:`~lrp_prune.network.gates.ModelGates`, not here: a layer
 only knows how to run with or without one.
 
@@ -48,7 +49,8 @@ from mindspore.common.initializer import TruncatedNormal, initializer
 from lrp_prune.errors import LRPPruneError, check_choice, check_fraction, check_int, expect
 from lrp_prune.network.compat import drop_compiled_graphs
 from lrp_prune.network.config import BertConfig
-from lrp_prune.network.slicing import LayerPlan, normalise_heads_to_prune, plan_layer, slice_columns, slice_rows
+from lrp_prune.network.slicing import (LayerPlan, normalise_heads_to_prune, plan_layer, plan_units, slice_columns,
+                                      slice_rows)
 
 __all__ = [
     "BertModel",
@@ -62,6 +64,8 @@ __all__ = [
     "the_bert",
     "refresh_cell",
     "prune_heads",
+    "prune_ffn",
+    "BertIntermediate",
 ]
 
 POOLINGS = ("pooler", "cls", "mean")
@@ -448,19 +452,90 @@ class BertSelfAttention(nn.Cell):
         return self.output(self.attention(x, mask_adder), x)
 
 
+class BertIntermediate(nn.Dense):
+    """The feed-forward block's first projection and activation over the units a layer keeps.
+
+    An ``nn.Dense`` (so ModelZoo's ``intermediate.{weight,bias}`` names and every Dense tool
+    apply) whose output may be scaled per unit by a gate after the activation.
+
+    Attributes:
+        units: original indices of the units (rows of ``weight``) this layer has.
+        gate: ``None``, or a gate installed by a pruner (one value per unit, or per example and unit).
+    """
+
+    def __init__(self, in_features: int, units: Sequence[int], config: BertConfig, *,
+                 weight: np.ndarray | None = None, bias: np.ndarray | None = None) -> None:
+        units = tuple(units)
+        dtype = _ms_dtype(config.dtype)
+        weight_init = _weight_init(config) if weight is None else Tensor(weight, dtype)
+        bias_init = "zeros" if bias is None else Tensor(bias, dtype)
+        super().__init__(in_features, len(units), weight_init=weight_init, bias_init=bias_init,
+                         activation=Activation(config.hidden_act), dtype=dtype)
+        if config.compute_type != "float32":
+            self.to_float(_ms_dtype(config.compute_type))
+        self.config = config  # dtype, compute type and activation of a sliced copy (see prune_ffn)
+        self.units = units
+        self.num_units = len(units)
+        self.gate = None
+
+    def construct(self, x: Tensor) -> Tensor:
+        b, s, h = x.shape
+        y = self.bias_add(self.matmul(x.reshape(b * s, h), self.weight), self.bias)  # (B*S, n)
+        y = self.activation(y).reshape(b, s, self.num_units)  # (B, S, n)
+        if self.gate is not None:
+            y = y * self.gate().reshape(-1, 1, self.num_units).astype(y.dtype)  # (1 or B, 1, n)
+        return y
+
+
+class NoUnits(nn.Cell):
+    """Stands in for ``intermediate`` in a layer whose feed-forward units were all removed."""
+
+    units: tuple[int, ...] = ()
+    num_units = 0
+    gate = None
+
+
 class BertEncoderCell(nn.Cell):
     """One Transformer layer: self-attention block, then feed-forward block."""
 
     def __init__(self, config: BertConfig, heads: Sequence[int], hidden_dropout: float,
-                 attention_dropout: float) -> None:
+                 attention_dropout: float, units: Sequence[int] | None = None) -> None:
         super().__init__()
+        units = tuple(range(config.intermediate_size)) if units is None else tuple(units)
         self.attention = BertSelfAttention(config, heads, hidden_dropout, attention_dropout)
-        self.intermediate = make_dense(config.hidden_size, config.intermediate_size, config,
-                                       activation=Activation(config.hidden_act))
-        self.output = BertOutput(config.intermediate_size, config, hidden_dropout)
+        self.output = BertOutput(max(1, len(units)), config, hidden_dropout)
+        if units:
+            self.intermediate = BertIntermediate(config.hidden_size, units, config)
+        else:
+            self.intermediate = NoUnits()
+            self.output.dense = BiasOnly(np.zeros(config.hidden_size, np.float32), config)
+
+    def prune_ffn(self, plan: LayerPlan, scale: np.ndarray | None = None) -> None:
+        """Keep only the feed-forward units of ``plan``; ``scale`` (one per kept unit) is folded into
+        the columns of ``output.dense`` that consume them. A layer left with no units keeps only
+        the output bias (its block computes ``LayerNorm(x + b_out)``)."""
+        inter = self.intermediate
+        if inter.gate is not None:
+            raise LRPPruneError("prune: expected a layer without a gate (use LRPHeadPruner.convert() "
+                                "on gated models), got a gated feed-forward block")
+        if not inter.num_units or (plan.kept_positions == tuple(range(inter.num_units)) and scale is None):
+            return
+        dense = self.output.dense
+        bias = dense.bias.asnumpy() if dense.has_bias else np.zeros(dense.out_channels, np.float32)
+        if not plan.kept_units:
+            self.intermediate = NoUnits()
+            self.output.dense = BiasOnly(bias, _DtypeHolder(dense.weight.dtype))
+            return
+        self.intermediate = BertIntermediate(
+            inter.in_channels, plan.kept_units, inter.config, weight=slice_rows(inter.weight.asnumpy(), plan.index),
+            bias=slice_rows(inter.bias.asnumpy(), plan.index))
+        self.output.dense = dense_like(dense, slice_columns(dense.weight.asnumpy(), plan.index, scale),
+                                       bias if dense.has_bias else None)
 
     def construct(self, x: Tensor, mask_adder: Tensor) -> Tensor:
         x = self.attention(x, mask_adder)
+        if self.intermediate.num_units == 0:
+            return self.output.layernorm(self.output.dense(x).astype(x.dtype))  # LayerNorm(x + b_out)
         return self.output(self.intermediate(x), x)  # the FFN's dense layers may compute in fp16
 
 
@@ -470,7 +545,7 @@ class BertTransformer(nn.Cell):
     def __init__(self, config: BertConfig, hidden_dropout: float, attention_dropout: float) -> None:
         super().__init__()
         self.layers = nn.CellList([
-            BertEncoderCell(config, config.heads_of(i), hidden_dropout, attention_dropout)
+            BertEncoderCell(config, config.heads_of(i), hidden_dropout, attention_dropout, config.units_of(i))
             for i in range(config.num_hidden_layers)])
 
     def construct(self, x: Tensor, mask_adder: Tensor) -> Tensor:
@@ -540,20 +615,28 @@ class BertModel(_HostChecked, nn.Cell):
         return sequence_output, pooled_output, self.bert_embedding_lookup.embedding_table
 
     def total_reg(self) -> Tensor:
-        """``l0_penalty * L_C`` summed over every gated layer (0 when not gated).
+        """``l0_penalty * cost * L_C`` summed over every gate (0 when not gated), plus the budget's term.
 
         Call it from your own loss cell when the gated BertModel sits inside a
         model with a head: ``loss = task_loss + self.net.bert.total_reg()``.
         """
         reg = Tensor(0.0, ms.float32)
-        expected_open = Tensor(0.0, ms.float32)
-        for layer in self.bert_encoder.layers:
-            gate = layer.attention.attention.gate
-            if gate is not None:
-                reg = reg + gate.penalty()
-                expected_open = expected_open + gate.expected_open()
+        measured = Tensor(0.0, ms.float32)  # what the budget counts: open heads, or open compute
+        counts_cost = False
         if self.budget is not None:
-            reg = reg + self.budget(expected_open)
+            counts_cost = self.budget.counts_cost
+        for layer in self.bert_encoder.layers:
+            head_gate = layer.attention.attention.gate
+            if head_gate is not None:
+                reg = reg + head_gate.penalty()
+                measured = measured + (head_gate.expected_cost() if counts_cost else head_gate.expected_open())
+            ffn_gate = layer.intermediate.gate
+            if ffn_gate is not None:
+                reg = reg + ffn_gate.penalty()
+                if counts_cost:
+                    measured = measured + ffn_gate.expected_cost()
+        if self.budget is not None:
+            reg = reg + self.budget(measured)
         return reg
 
     def gate_cells(self) -> list:
@@ -725,12 +808,7 @@ def prune_heads(model: nn.Cell, heads_to_prune: dict, gate_values: np.ndarray | 
         gate_values = np.asarray(gate_values, dtype=np.float64)
         expect(gate_values.shape == (cfg.num_hidden_layers, cfg.num_attention_heads), "gate_values",
                f"shape {(cfg.num_hidden_layers, cfg.num_attention_heads)}", gate_values.shape)
-    from lrp_prune.network.gates import ModelGates
-
-    gated = ModelGates(bert).gated()
-    if gated:
-        raise LRPPruneError(f"prune_heads: expected a model without gates, got gates in layer {gated[0][1]}; "
-                            "use LRPHeadPruner.convert() for a gated model")
+    _refuse_gated(bert, "prune_heads")
     new_layer_heads = []
     for i, layer in enumerate(bert.bert_encoder.layers):
         attention = layer.attention.attention
@@ -740,6 +818,54 @@ def prune_heads(model: nn.Cell, heads_to_prune: dict, gate_values: np.ndarray | 
         new_layer_heads.append(attention.heads)
     bert.config = cfg.with_layer_heads(new_layer_heads)
     return refresh_cell(model)
+
+
+def prune_ffn(model: nn.Cell, units_to_prune: dict, gate_values: np.ndarray | None = None) -> nn.Cell:
+    """Physically remove feed-forward units from the BertModel in ``model`` (in place) and return ``model``.
+
+    Args:
+        model: a BertModel, or a Cell containing exactly one, without gates.
+        units_to_prune: ``{layer: [unit indices]}``, indices of the *original* model (rows of
+            ``intermediate.weight``). Units already removed are ignored, so pruning twice composes;
+            the config's ``layer_units`` records what is left.
+        gate_values: optional ``[num_layers, intermediate_size]`` scales folded into the
+            ``output.dense`` column of each kept unit (``convert()`` passes the gates).
+
+    Example:
+        >>> from lrp_prune import BertConfig, BertModel
+        >>> cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+        ...                  num_attention_heads=4, intermediate_size=37, seq_length=8)
+        >>> model = prune_ffn(BertModel(cfg, False), {0: range(30), 1: range(37)})
+        >>> model.config.units_per_layer, model.config.layer_units[0]
+        ((7, 0), (30, 31, 32, 33, 34, 35, 36))
+    """
+    bert = the_bert(model, "prune_ffn")
+    cfg = bert.config
+    plan = normalise_heads_to_prune({k: list(v) for k, v in dict(units_to_prune).items()}
+                                    if isinstance(units_to_prune, dict) else units_to_prune,
+                                    cfg.num_hidden_layers, cfg.intermediate_size, "units_to_prune", "unit")
+    if gate_values is not None:
+        gate_values = np.asarray(gate_values, dtype=np.float64)
+        expect(gate_values.shape == (cfg.num_hidden_layers, cfg.intermediate_size), "gate_values",
+               f"shape {(cfg.num_hidden_layers, cfg.intermediate_size)}", gate_values.shape)
+    _refuse_gated(bert, "prune_ffn")
+    new_layer_units = []
+    for i, layer in enumerate(bert.bert_encoder.layers):
+        layer_plan = plan_units(layer.intermediate.units, plan[i])
+        scale = None if gate_values is None else gate_values[i, list(layer_plan.kept_units)]
+        layer.prune_ffn(layer_plan, scale)
+        new_layer_units.append(layer.intermediate.units)
+    bert.config = cfg.with_layer_units(new_layer_units)
+    return refresh_cell(model)
+
+
+def _refuse_gated(bert: BertModel, caller: str) -> None:
+    from lrp_prune.network.gates import ModelGates
+
+    gated = ModelGates(bert).gated()
+    if gated:
+        raise LRPPruneError(f"{caller}: expected a model without gates, got {gated[0][0].name} gates in layer "
+                            f"{gated[0][1]}; use LRPHeadPruner.convert() for a gated model")
 
 
 def the_bert(model: nn.Cell, caller: str) -> BertModel:

@@ -1,9 +1,10 @@
 """BertConfig: a frozen, validated description of a (possibly pruned) BERT.
 
 The keyword names are those of the MindSpore ModelZoo ``BertConfig`` so that
-ModelZoo training scripts can pass their config unchanged. One field is added:
-``layer_heads`` records, per layer, which of the original heads the layer still
-has, so that a pruned model is fully described by its config.
+ModelZoo training scripts can pass their config unchanged. Two fields are added:
+``layer_heads`` and ``layer_units`` record, per layer, which of the original heads
+and feed-forward units the layer still has, so that a pruned model is fully
+described by its config.
 
 Example:
     >>> from lrp_prune import BertConfig
@@ -14,7 +15,10 @@ Example:
     >>> pruned = cfg.with_layer_heads([[0, 2], []])
     >>> pruned.heads_per_layer, pruned.total_heads
     ((2, 0), 2)
-    >>> BertConfig.from_json(pruned.to_json()) == pruned
+    >>> thinner = pruned.with_layer_units([range(0, 37, 2), []])
+    >>> thinner.units_per_layer, thinner.is_pruned
+    ((19, 0), True)
+    >>> BertConfig.from_json(thinner.to_json()) == thinner
     True
 """
 
@@ -70,6 +74,8 @@ class BertConfig:
         layer_norm_eps: LayerNorm epsilon.
         layer_heads: per layer, the sorted original head indices the layer keeps;
             ``None`` means every layer has all heads.
+        layer_units: per layer, the sorted original indices of the feed-forward units
+            (columns of ``intermediate``) the layer keeps; ``None`` means all of them.
     """
 
     seq_length: int = 128
@@ -89,23 +95,26 @@ class BertConfig:
     compute_type: str = "float32"  # ModelZoo's Ascend configs use float16; float16 is slower on CPU
     layer_norm_eps: float = 1e-12  # HuggingFace's value; MindSpore's nn.LayerNorm default is 1e-7
     layer_heads: tuple[tuple[int, ...], ...] | None = None
+    layer_units: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", _dtype_name(self.dtype))
         object.__setattr__(self, "compute_type", _dtype_name(self.compute_type))
-        if self.layer_heads is not None:
-            expect(isinstance(self.layer_heads, (list, tuple)), "layer_heads",
-                   "a list with one list of head indices per layer, or None", self.layer_heads)
+        for name, what in (("layer_heads", "head"), ("layer_units", "unit")):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            expect(isinstance(value, (list, tuple)), name,
+                   f"a list with one list of {what} indices per layer, or None", value)
             try:
-                if any(isinstance(h, bool) or not isinstance(h, numbers.Integral)
-                       for heads in self.layer_heads for h in heads):
-                    raise TypeError("non-integer head index")
-                normalised = tuple(tuple(int(h) for h in heads) for heads in self.layer_heads)
+                if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) for row in value for h in row):
+                    raise TypeError(f"non-integer {what} index")
+                normalised = tuple(tuple(int(h) for h in row) for row in value)
             except (TypeError, ValueError):
                 raise LRPPruneError(
-                    "layer_heads: expected a list with one list of integer head indices per "
-                    f"layer, got {describe(self.layer_heads)}") from None
-            object.__setattr__(self, "layer_heads", normalised)
+                    f"{name}: expected a list with one list of integer {what} indices per "
+                    f"layer, got {describe(value)}") from None
+            object.__setattr__(self, name, normalised)
         self._validate()
 
     # ------------------------------------------------------------------ validation
@@ -130,14 +139,16 @@ class BertConfig:
                "False (relative positions are not supported)", self.use_relative_positions)
         expect(self.dtype in DTYPES, "dtype", f"one of {DTYPES}", self.dtype)
         expect(self.compute_type in DTYPES, "compute_type", f"one of {DTYPES}", self.compute_type)
-        if self.layer_heads is not None:
-            expect(len(self.layer_heads) == self.num_hidden_layers, "layer_heads",
-                   f"one entry per layer ({self.num_hidden_layers})", self.layer_heads)
-            for i, heads in enumerate(self.layer_heads):
-                ok = (list(heads) == sorted(set(heads))
-                      and all(0 <= h < self.num_attention_heads for h in heads))
-                expect(ok, f"layer_heads[{i}]",
-                       f"sorted, distinct head indices in [0, {self.num_attention_heads})", heads)
+        for name, width, what in (("layer_heads", self.num_attention_heads, "head"),
+                                  ("layer_units", self.intermediate_size, "unit")):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            expect(len(value) == self.num_hidden_layers, name, f"one entry per layer ({self.num_hidden_layers})",
+                   value)
+            for i, row in enumerate(value):
+                ok = list(row) == sorted(set(row)) and all(0 <= h < width for h in row)
+                expect(ok, f"{name}[{i}]", f"sorted, distinct {what} indices in [0, {width})", row)
 
     # ------------------------------------------------------------------ derived sizes
     @property
@@ -161,10 +172,27 @@ class BertConfig:
         """Number of heads the whole model keeps."""
         return sum(self.heads_per_layer)
 
+    def units_of(self, layer: int) -> tuple[int, ...]:
+        """Original indices of the feed-forward units that ``layer`` keeps."""
+        if self.layer_units is None:
+            return tuple(range(self.intermediate_size))
+        return self.layer_units[layer]
+
+    @property
+    def units_per_layer(self) -> tuple[int, ...]:
+        """Feed-forward width (units kept) of each layer."""
+        return tuple(len(self.units_of(i)) for i in range(self.num_hidden_layers))
+
+    @property
+    def total_units(self) -> int:
+        """Feed-forward units the whole model keeps."""
+        return sum(self.units_per_layer)
+
     @property
     def is_pruned(self) -> bool:
-        """Whether any layer lacks any head."""
-        return self.total_heads < self.num_hidden_layers * self.num_attention_heads
+        """Whether any layer lacks any head or feed-forward unit."""
+        return (self.total_heads < self.num_hidden_layers * self.num_attention_heads
+                or self.total_units < self.num_hidden_layers * self.intermediate_size)
 
     def with_layer_heads(self, layer_heads: Sequence[Sequence[int]] | None) -> "BertConfig":
         """A copy with another head layout (``None`` restores all heads)."""
@@ -174,12 +202,21 @@ class BertConfig:
                 layer_heads = None  # canonical form of "unpruned"
         return dataclasses.replace(self, layer_heads=layer_heads)
 
+    def with_layer_units(self, layer_units: Sequence[Sequence[int]] | None) -> "BertConfig":
+        """A copy with another feed-forward layout (``None`` restores every unit)."""
+        if layer_units is not None:
+            layer_units = tuple(tuple(sorted(int(u) for u in units)) for units in layer_units)
+            if all(len(u) == self.intermediate_size for u in layer_units):
+                layer_units = None  # canonical form of "unpruned"
+        return dataclasses.replace(self, layer_units=layer_units)
+
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict of every field."""
         out = dataclasses.asdict(self)
-        if self.layer_heads is not None:
-            out["layer_heads"] = [list(h) for h in self.layer_heads]
+        for name in ("layer_heads", "layer_units"):
+            if getattr(self, name) is not None:
+                out[name] = [list(h) for h in getattr(self, name)]
         return out
 
     def to_json(self) -> str:
@@ -271,27 +308,45 @@ class BertConfig:
         ).with_layer_heads(layer_heads)
 
     # ------------------------------------------------------------------ counting
+    def head_macs(self, seq_length: int | None = None) -> int:
+        """Multiply-adds of one head for one sequence: its Q/K/V rows, its W_O columns, its share
+        of the score and context products."""
+        s = seq_length or self.seq_length
+        return 4 * s * self.hidden_size * self.head_size + 2 * s * s * self.head_size
+
+    def unit_macs(self, seq_length: int | None = None) -> int:
+        """Multiply-adds of one feed-forward unit for one sequence: its two dot products per token."""
+        return 2 * (seq_length or self.seq_length) * self.hidden_size
+
     def attention_flops(self, seq_length: int | None = None) -> int:
         """Multiply-adds of all attention blocks for one sequence (Q/K/V/O and the two attention matmuls)."""
-        s = seq_length or self.seq_length
-        d, hidden = self.head_size, self.hidden_size
-        total = 0
-        for n in self.heads_per_layer:
-            width = n * d
-            total += 4 * s * hidden * width  # Q, K, V projections and W_O
-            total += 2 * s * s * width  # scores and context
-        return total
+        return self.total_heads * self.head_macs(seq_length)
+
+    def ffn_flops(self, seq_length: int | None = None) -> int:
+        """Multiply-adds of all feed-forward blocks for one sequence."""
+        return self.total_units * self.unit_macs(seq_length)
+
+    def encoder_flops(self, seq_length: int | None = None) -> int:
+        """Multiply-adds of the encoder's prunable blocks (attention and feed-forward) for one sequence.
+
+        Example:
+            >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            ...                  intermediate_size=37, vocab_size=50, seq_length=8)
+            >>> cfg.encoder_flops() == 8 * cfg.head_macs() + 74 * cfg.unit_macs()
+            True
+        """
+        return self.attention_flops(seq_length) + self.ffn_flops(seq_length)
 
     def num_parameters(self, pooler: bool = True) -> int:
         """Closed-form parameter count of a BertModel with this config."""
-        h, i = self.hidden_size, self.intermediate_size
+        h = self.hidden_size
         count = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h
-        for n in self.heads_per_layer:
+        for n, i in zip(self.heads_per_layer, self.units_per_layer):
             width = n * self.head_size
             count += 3 * (h * width + width)  # Q, K, V
             count += width * h + h  # W_O (its bias exists even with zero heads)
             count += 2 * h  # attention LayerNorm
-            count += h * i + i + i * h + h + 2 * h  # feed-forward and its LayerNorm
+            count += h * i + i + i * h + h + 2 * h  # feed-forward (its output bias even with zero units), LayerNorm
         if pooler:
             count += h * h + h
         return count

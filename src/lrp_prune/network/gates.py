@@ -1,8 +1,10 @@
 """ModelGates: the one home of gate state, as ``[layers, units]`` numpy grids.
 
 A *structure* is a kind of prunable unit of an encoder layer and the cell whose
-``gate`` attribute scales it: today the attention heads (``"heads"``: the gate sits
-on ``attention.attention`` and scales each head's context). A *gate kind* is the
+``gate`` attribute scales it: the attention heads (``"heads"``: the gate sits on
+``attention.attention`` and scales each head's context) and the feed-forward units
+(``"ffn"``: the gate sits on ``intermediate`` and scales each unit after the
+activation). A *gate kind* is the
 cell installed there: :class:`~lrp_prune.network.hard_concrete.HardConcreteGate`
 (a learned ``log_a`` per unit) or :class:`~lrp_prune.network.mask_gate.MaskGate` (a fixed
 mask and a separate scale per unit, from retraining-free pruning). Both are open sets: a
@@ -46,7 +48,7 @@ from mindspore import nn
 
 from lrp_prune.errors import LRPPruneError, expect
 
-__all__ = ["Structure", "HEADS", "STRUCTURES", "ModelGates", "structure_named", "grid_from_checkpoint"]
+__all__ = ["Structure", "HEADS", "FFN", "STRUCTURES", "ModelGates", "structure_named", "grid_from_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,10 @@ class Structure:
 HEADS = Structure(name="heads", unit="head", host_path="attention.attention", width_field="num_attention_heads")
 """Attention heads: the gate scales each head's context before the output projection."""
 
-STRUCTURES: Mapping[str, Structure] = {"heads": HEADS}
+FFN = Structure(name="ffn", unit="unit", host_path="intermediate", width_field="intermediate_size")
+"""Feed-forward units: the gate scales each unit of ``intermediate`` after the activation."""
+
+STRUCTURES: Mapping[str, Structure] = {"heads": HEADS, "ffn": FFN}
 """Every structure the library can gate, by name."""
 
 
@@ -219,6 +224,21 @@ class ModelGates:
         ``[eps, 1 - eps]`` as the penalty computes it."""
         picked = STRUCTURES.values() if structure is None else (structure_named(structure),)
         return float(sum(np.nansum(self.prob_open(s, clip)) for s in picked))
+
+    def expected_cost(self, clip: bool = True) -> float:
+        """The expected compute of the open units in head-equivalents: each gate's P(open) weighted by
+        its unit's ``cost`` (a head costs 1; see :class:`~lrp_prune.network.hard_concrete.HardConcreteGate`).
+        With head gates only it equals :meth:`expected_open`."""
+        return float(sum(np.nansum(self.prob_open(s, clip)) * self.cost(s) for s in self.gated_structures()))
+
+    def cost(self, structure: str | Structure = HEADS) -> float:
+        """The compute of one unit of ``structure`` in head-equivalents, as its gates carry it (1 without gates)."""
+        gated = self.gated(structure)
+        return float(getattr(gated[0][2].gate, "cost", 1.0)) if gated else 1.0
+
+    def gated_structures(self) -> list[Structure]:
+        """The structures that carry at least one gate."""
+        return [STRUCTURES[name] for name in self.structures]
 
     def kept(self, structure: str | Structure = HEADS) -> np.ndarray:
         """Which units ``convert()`` keeps, bool ``[layers, width]``: units without a gate, units whose

@@ -111,6 +111,9 @@ class HardConcreteGate(nn.Cell):
             original's init: xavier on a [1, H, 1, 1] tensor), or an array of one value per unit.
         rng: a ``numpy.random.Generator`` or an int seed for ``"xavier_uniform"``
             (default: a generator seeded from the OS; no global RNG is touched).
+        cost: the compute of one unit in head-equivalents (multiply-adds of the unit over those
+            of one attention head): the L0 term of each unit is weighted by it, so with heads
+            only (cost 1) the penalty is exactly ``l0_penalty * L_C``.
 
     Example:
         >>> gate = HardConcreteGate(3, GateSettings(l0_penalty=0.01), log_a_init=3.0)
@@ -125,9 +128,10 @@ class HardConcreteGate(nn.Cell):
     kind = "hard_concrete"
 
     def __init__(self, num_units: int, settings: GateSettings, log_a_init: float | str | np.ndarray = 3.0,
-                 rng: np.random.Generator | int | None = None) -> None:
+                 rng: np.random.Generator | int | None = None, cost: float = 1.0) -> None:
         super().__init__()
         self.num_units = check_int(num_units, "num_units", minimum=1)
+        self.cost = check_number(cost, "cost", minimum=0, strict=True, expected="a positive number")
         self.settings = settings
         self.beta = float(settings.temperature)
         self.gamma, self.zeta = settings.stretch_limits
@@ -154,9 +158,13 @@ class HardConcreteGate(nn.Cell):
         p = ops.sigmoid(self.log_a - self.penalty_shift)
         return ops.clamp(p, self.eps, 1.0 - self.eps).sum()
 
+    def expected_cost(self) -> Tensor:
+        """``cost * L_C`` of this layer: its expected open compute in head-equivalents."""
+        return self.expected_open() * self.cost
+
     def penalty(self) -> Tensor:
-        """``l0_penalty * L_C`` of this layer."""
-        return self.expected_open() * self.l0_penalty
+        """``l0_penalty * cost * L_C`` of this layer."""
+        return self.expected_open() * (self.l0_penalty * self.cost)
 
     # ------------------------------------------------------------------ host side (numpy)
     def values(self) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Target head budget: a Lagrangian controller on the expected number of open heads.
+"""Target budget: a Lagrangian controller on the expected number of open heads (or open compute).
 
 With ``target_heads`` the pruner adds to ``total_reg`` the term (CoFiPruning, Xia et al. 2022)::
 
@@ -13,6 +13,11 @@ follow gradient *ascent* after each optimizer step (:meth:`HeadBudget.update`)::
 so a model with too many open heads is pushed harder and harder to close some,
 and one with too few is pushed to open them. ``convert()`` then keeps exactly
 ``T`` heads (see :meth:`LRPHeadPruner.convert`).
+
+With ``target_flops`` the same controller counts compute instead (``counts_cost``): ``E`` is
+the expected open compute in head-equivalents, every gate's P(open) weighted by its unit's
+multiply-adds over a head's (an FFN unit of MiniLM at 64 tokens costs about 0.014 heads), and
+``T`` the kept fraction of the encoder's multiply-adds in the same unit.
 
 Example:
     >>> budget = HeadBudget(target=6, total_heads=12, warmup_steps=4, lr=0.5)
@@ -29,7 +34,7 @@ from mindspore import Parameter, Tensor, nn
 
 from lrp_prune.errors import expect, is_int, is_number
 
-__all__ = ["HeadBudget", "check_target", "resolve_target"]
+__all__ = ["HeadBudget", "check_target", "check_flops_target", "resolve_target"]
 
 
 def check_target(target: float | int, field: str = "target_heads") -> float | int:
@@ -43,6 +48,18 @@ def check_target(target: float | int, field: str = "target_heads") -> float | in
                                 or (float(target).is_integer() and target >= 1))
     expect(ok, field, "an int >= 1 or a fraction in (0, 1)", target)
     return int(target) if target >= 1 else float(target)
+
+
+def check_flops_target(target: float, field: str = "target_flops") -> float:
+    """A compute budget: the fraction in (0, 1) of the encoder's multiply-adds to keep.
+
+    Example:
+        >>> check_flops_target(0.5)
+        0.5
+    """
+    ok = is_number(target) and not isinstance(target, bool) and 0 < float(target) < 1
+    expect(ok, field, "a fraction in (0, 1) of the encoder's multiply-adds to keep", target)
+    return float(target)
 
 
 def resolve_target(target: float | int, total_heads: int) -> int:
@@ -64,17 +81,22 @@ class HeadBudget(nn.Cell):
     """The Lagrangian term and its multipliers (non-trainable parameters updated from Python).
 
     Args:
-        target: heads to keep (a count).
-        total_heads: heads of the model when gated (the warm-up's start).
+        target: heads to keep (a count), or with ``counts_cost`` the gated compute to keep in
+            head-equivalents.
+        total_heads: heads (or compute) of the model when gated (the warm-up's start).
         warmup_steps: steps over which the target moves from ``total_heads`` to ``target``.
         lr: step size of the multipliers' gradient ascent.
+        counts_cost: measure open compute (every gate's P(open) times its unit's cost) instead of
+            open heads.
     """
 
-    def __init__(self, target: int, total_heads: int, warmup_steps: int = 100, lr: float = 0.01) -> None:
+    def __init__(self, target: float, total_heads: float, warmup_steps: int = 100, lr: float = 0.01,
+                 counts_cost: bool = False) -> None:
         super().__init__()
         # the values were checked where they entered (PrunerConfig); here they are only stored
-        self.target = int(target)
-        self.total_heads = int(total_heads)
+        self.counts_cost = bool(counts_cost)
+        self.target = float(target) if counts_cost else int(target)
+        self.total_heads = float(total_heads) if counts_cost else int(total_heads)
         self.warmup_steps = int(warmup_steps)
         self.lr = float(lr)
         self.steps = 0

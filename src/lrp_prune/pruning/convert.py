@@ -1,9 +1,10 @@
 """``convert``: read a gated model's gates and build the physically smaller model that equals it.
 
-The same for every pruning method: whatever gate kind sits on the model
-(:class:`~lrp_prune.network.gates.ModelGates` reads it), a unit whose eval gate is
-exactly 0 is removed and every kept unit's gate value is folded into the weights that
-consume it, so the pruned model computes what the gated model computes in eval.
+The same for every pruning method and structure: whatever gate kind sits on the model
+(:class:`~lrp_prune.network.gates.ModelGates` reads it), a head or feed-forward unit whose
+eval gate is exactly 0 is removed and every kept unit's gate value is folded into the
+weights that consume it (a head's W_O columns, a unit's ``output.dense`` column), so the
+pruned model computes what the gated model computes in eval.
 
 The gated model is left as it was (gated, same values, same compiled graphs): it can be
 evaluated, trained further and converted again. The pruned model is new:
@@ -39,12 +40,13 @@ from mindspore import nn
 
 from lrp_prune.errors import LRPPruneError
 from lrp_prune.io.checkpoint import load_param_dict
-from lrp_prune.network.bert import (BertClassifier, BertClassifierWithLoss, BertModel, find_bert, prune_heads,
-                                    random_init_off)
+from lrp_prune.network.bert import (BertClassifier, BertClassifierWithLoss, BertModel, find_bert, prune_ffn,
+                                    prune_heads, random_init_off)
 from lrp_prune.network.compat import copy_cell
 from lrp_prune.network.config import BertConfig
-from lrp_prune.network.gates import HEADS, ModelGates
-from lrp_prune.network.slicing import normalise_heads_to_prune, plan_layer, prune_layer_params
+from lrp_prune.network.gates import FFN, HEADS, ModelGates
+from lrp_prune.network.slicing import (normalise_heads_to_prune, plan_layer, plan_units, prune_ffn_params,
+                                       prune_layer_params)
 from lrp_prune.pruning.summary import PruningSummary
 
 __all__ = ["convert_gated", "count_params", "ungated_params", "rebuild_pruned"]
@@ -69,25 +71,34 @@ def _backbone_prefix(model: nn.Cell) -> str:
     return f"{path}." if path else ""
 
 
-def rebuild_pruned(model: nn.Cell, config: BertConfig, heads_to_prune: dict, gate_values=None) -> nn.Cell:
+def rebuild_pruned(model: nn.Cell, config: BertConfig, heads_to_prune: dict, gate_values=None,
+                   units_to_prune: dict | None = None, unit_values=None) -> nn.Cell:
     """A new model of ``model``'s kind (a BertModel or one of the library's classifiers) with the
-    heads of ``heads_to_prune`` removed from its weights and ``gate_values`` folded into W_O.
+    heads of ``heads_to_prune`` (and the feed-forward units of ``units_to_prune``) removed from its
+    weights, ``gate_values`` folded into W_O and ``unit_values`` into ``output.dense``.
 
     ``config`` is the backbone's current config; the result's config records what is left.
     """
     bert = find_bert(model)[0][1]
     prefix = _backbone_prefix(model)
     plan = normalise_heads_to_prune(heads_to_prune, config.num_hidden_layers, config.num_attention_heads)
+    unit_plan = normalise_heads_to_prune(units_to_prune or {}, config.num_hidden_layers, config.intermediate_size,
+                                         "units_to_prune", "unit")
     params = ungated_params(model)
-    kept = []
+    kept, kept_units = [], []
     for i in range(config.num_hidden_layers):
+        layer = f"{prefix}bert_encoder.layers.{i}."
         layer_plan = plan_layer(config.heads_of(i), plan[i], config.head_size)
         scale = None if gate_values is None else gate_values[i, list(layer_plan.kept_heads)]
         if layer_plan.kept_heads != config.heads_of(i) or scale is not None:
-            params = prune_layer_params(params, f"{prefix}bert_encoder.layers.{i}.", layer_plan, scale,
-                                        config.head_size)
+            params = prune_layer_params(params, layer, layer_plan, scale, config.head_size)
         kept.append(layer_plan.kept_heads)
-    new_config = config.with_layer_heads(kept)
+        ffn_plan = plan_units(config.units_of(i), unit_plan[i])
+        scale = None if unit_values is None else unit_values[i, list(ffn_plan.kept_units)]
+        if ffn_plan.kept_units != config.units_of(i) or scale is not None:
+            params = prune_ffn_params(params, layer, ffn_plan, scale)
+        kept_units.append(ffn_plan.kept_units)
+    new_config = config.with_layer_heads(kept).with_layer_units(kept_units)
     one_hot = bert.bert_embedding_lookup.use_one_hot
     with random_init_off():  # every value is loaded below
         if isinstance(model, BertModel):
@@ -106,7 +117,7 @@ def rebuild_pruned(model: nn.Cell, config: BertConfig, heads_to_prune: dict, gat
     return built
 
 
-def _copy_pruned(model: nn.Cell, heads_to_prune: dict, gate_values) -> nn.Cell:
+def _copy_pruned(model: nn.Cell, heads_to_prune: dict, gate_values, units_to_prune: dict, unit_values) -> nn.Cell:
     """A deep copy of a user's Cell, its gates taken off and its BertModel pruned in place."""
     try:
         clone = copy_cell(model)
@@ -119,7 +130,14 @@ def _copy_pruned(model: nn.Cell, heads_to_prune: dict, gate_values) -> nn.Cell:
     gates.remove()
     gates.bert.return_reg = False
     gates.bert.budget = None
-    return prune_heads(clone, heads_to_prune, gate_values=gate_values)
+    return _prune_in_place(clone, heads_to_prune, gate_values, units_to_prune, unit_values)
+
+
+def _prune_in_place(model: nn.Cell, heads_to_prune: dict, gate_values, units_to_prune: dict, unit_values) -> nn.Cell:
+    model = prune_heads(model, heads_to_prune, gate_values=gate_values)
+    if any(units_to_prune.values()) or unit_values is not None:
+        model = prune_ffn(model, units_to_prune, gate_values=unit_values)
+    return model
 
 
 def convert_gated(gated: nn.Cell, save_dir_path: str | Path | None = None, *, inplace: bool = False,
@@ -132,8 +150,9 @@ def convert_gated(gated: nn.Cell, save_dir_path: str | Path | None = None, *, in
             (the gated parameters are saved beside the pruned model).
         inplace: turn ``gated`` itself into the pruned model (the original's behaviour; the
             gated model is gone afterwards). Needed only for a Cell that cannot be copied.
-        closed: ``(layer, head)`` units to remove as if their gates were closed (a target budget's
-            projection), without touching the gated model.
+        closed: units to remove as if their gates were closed (a target budget's projection),
+            without touching the gated model: ``{"heads": [(layer, head)], "ffn": [(layer, unit)]}``
+            (or a list of ``(layer, head)`` pairs).
 
     Returns:
         The pruned model; ``pruned.prune_summary`` is its
@@ -148,11 +167,20 @@ def convert_gated(gated: nn.Cell, save_dir_path: str | Path | None = None, *, in
     started = time.perf_counter()
     gates = ModelGates(gated, "convert")
     bert = gates.bert
+    if not isinstance(closed, dict):  # (layer, head) pairs, as a heads budget's projection gives them
+        closed = {"heads": list(closed)}
     values, kept = gates.values(HEADS), gates.kept(HEADS)
-    for layer, head in closed:
+    unit_values, units_kept = gates.values(FFN), gates.kept(FFN)
+    for layer, head in closed.get("heads", ()):
         kept[layer, head] = False
+    for layer, unit in closed.get("ffn", ()):
+        units_kept[layer, unit] = False
     values[~kept] = 0.0
+    unit_values[~units_kept] = 0.0
     heads = {i: [int(h) for h in np.flatnonzero(~row)] for i, row in enumerate(kept)}
+    units = {i: [int(u) for u in np.flatnonzero(~row)] for i, row in enumerate(units_kept)}
+    if not gates.gated(FFN):
+        unit_values = None  # nothing to fold: the feed-forward blocks pass through unchanged
     before_config = bert.config
     params_before = count_params(gated)
     gated_params = None if save_dir_path is None else {n: p.asnumpy().copy() for n, p in gated.parameters_and_names()}
@@ -160,20 +188,23 @@ def convert_gated(gated: nn.Cell, save_dir_path: str | Path | None = None, *, in
         gates.remove()
         bert.return_reg = False
         bert.budget = None
-        pruned = prune_heads(gated, heads, gate_values=values)
+        pruned = _prune_in_place(gated, heads, values, units, unit_values)
     elif isinstance(gated, (BertModel, BertClassifier, BertClassifierWithLoss)):
-        pruned = rebuild_pruned(gated, before_config, heads, values)
+        pruned = rebuild_pruned(gated, before_config, heads, values, units, unit_values)
     else:
-        pruned = _copy_pruned(gated, heads, values)
+        pruned = _copy_pruned(gated, heads, values, units, unit_values)
     after = find_bert(pruned)[0][1].config
     summary = PruningSummary.build(before_config, after, params_before, count_params(pruned), values)
     pruned.prune_summary = summary
     if summary.heads_kept == 0:
         logger.warning("convert: every head was closed: the pruned model has no attention left (each layer "
                        "computes LayerNorm(x + b_O) then its FFN); lower l0_penalty or set target_heads")
-    logger.info("convert: kept %d of %d heads in %.2f s", after.total_heads,
-                before_config.num_hidden_layers * before_config.num_attention_heads, time.perf_counter() - started)
+    logger.info("convert: kept %d of %d heads and %d of %d feed-forward units in %.2f s", after.total_heads,
+                before_config.num_hidden_layers * before_config.num_attention_heads, after.total_units,
+                before_config.num_hidden_layers * before_config.intermediate_size, time.perf_counter() - started)
     if save_dir_path is not None:
         save_pruned(pruned, save_dir_path, heads_to_prune=heads, summary=summary, gated_params=gated_params,
-                    gated_layer_heads=before_config.layer_heads)
+                    gated_layer_heads=before_config.layer_heads,
+                    units_to_prune=units if gates.gated(FFN) or after.layer_units is not None else None,
+                    gated_layer_units=before_config.layer_units)
     return pruned

@@ -31,9 +31,9 @@ from mindspore import nn
 from lrp_prune.errors import LRPPruneError, check_int, check_number, describe, expect, is_int, is_number
 from lrp_prune.network.bert import refresh_cell
 from lrp_prune.network.config import BertConfig
-from lrp_prune.network.gates import HEADS, ModelGates
+from lrp_prune.network.gates import FFN, HEADS, STRUCTURES, ModelGates
 from lrp_prune.network.hard_concrete import GateSettings, HardConcreteGate, initial_log_a
-from lrp_prune.pruning.budget import HeadBudget, check_target, resolve_target
+from lrp_prune.pruning.budget import HeadBudget, check_flops_target, check_target, resolve_target
 from lrp_prune.pruning.convert import convert_gated
 
 __all__ = [
@@ -90,6 +90,13 @@ class PrunerConfig:
         budget_warmup_steps: steps over which the target moves from all heads to ``target_heads``.
         budget_lr: step size of the Lagrange multipliers' ascent.
         seed: seed of the ``"xavier_uniform"`` init (``None``: drawn from the OS).
+        structures: what ``apply()`` gates: ``("heads",)`` (the faithful LRP behaviour),
+            ``("heads", "ffn")`` or ``("ffn",)`` (one gate per feed-forward unit, after the activation).
+        target_flops: the fraction in (0, 1) of the encoder's multiply-adds (attention and
+            feed-forward, at ``cost_seq_length`` tokens) to keep; ``None`` for no compute budget.
+            At most one of ``target_heads`` and ``target_flops``.
+        cost_seq_length: tokens per sequence at which a unit's compute is counted (the run's
+            ``max_seq_length``); ``None``: the model config's ``seq_length``.
     """
 
     gate: GateSettings
@@ -99,9 +106,23 @@ class PrunerConfig:
     budget_warmup_steps: int = 100  # a third to a half of a short run: the gates follow the moving target
     budget_lr: float = 0.001  # multipliers move 0.001 * (E - T) per step; 0.01 overshot on MiniLM
     seed: int | None = None
+    structures: tuple[str, ...] = ("heads",)
+    target_flops: float | None = None
+    cost_seq_length: int | None = None
 
     def __post_init__(self) -> None:
         expect(isinstance(self.gate, GateSettings), "gate", "a GateSettings", self.gate)
+        names = self.structures
+        ok = (isinstance(names, (list, tuple)) and len(names) > 0 and len(set(names)) == len(names)
+              and all(isinstance(n, str) and n in STRUCTURES for n in names))
+        expect(ok, "structures", f"a non-empty list of distinct names from {list(STRUCTURES)}", names)
+        object.__setattr__(self, "structures", tuple(n for n in STRUCTURES if n in names))  # canonical order
+        if self.target_flops is not None:
+            object.__setattr__(self, "target_flops", check_flops_target(self.target_flops))
+            expect(self.target_heads is None, "target_flops", "no target_heads beside it (give one budget)",
+                   f"target_heads={self.target_heads} and target_flops={self.target_flops}")
+        object.__setattr__(self, "cost_seq_length", check_int(self.cost_seq_length, "cost_seq_length", minimum=1,
+                                                              optional=True))
         if isinstance(self.log_a_init, (np.ndarray, list, tuple)):
             grid = np.asarray(self.log_a_init, dtype=np.float64)
             expect(grid.ndim == 2 and grid.size > 0 and bool(np.isfinite(grid).all()), "log_a_init",
@@ -114,6 +135,8 @@ class PrunerConfig:
             object.__setattr__(self, "log_a_init", float(self.log_a_init))
         if self.target_heads is not None:
             object.__setattr__(self, "target_heads", check_target(self.target_heads))
+            expect("heads" in self.structures, "target_heads", "'heads' among the gated structures",
+                   list(self.structures))
         if self.model_config is not None:
             object.__setattr__(self, "model_config", _as_bert_config(self.model_config, "model_params['config']"))
         object.__setattr__(self, "budget_warmup_steps",
@@ -129,8 +152,9 @@ class PrunerConfig:
         unknown = sorted(set(config) - set(_KNOWN_KEYS))
         if unknown:
             raise LRPPruneError(f"config: unknown keys {unknown}; known keys are {list(_KNOWN_KEYS)}")
-        expect("l0_penalty" in config or config.get("target_heads") is not None, "l0_penalty",
-               "a number >= 0 (required unless target_heads is given)", "no l0_penalty key")
+        expect("l0_penalty" in config or config.get("target_heads") is not None
+               or config.get("target_flops") is not None, "l0_penalty",
+               "a number >= 0 (required unless target_heads or target_flops is given)", "no l0_penalty key")
         limits = config.get("stretch_limits", (-0.1, 1.1))
         gate = GateSettings(temperature=config.get("temperature", 0.33),
                             stretch_limits=tuple(limits) if isinstance(limits, list) else limits,
@@ -145,11 +169,14 @@ class PrunerConfig:
         return cls(gate=gate, log_a_init=config.get("log_a_init", DEFAULT_LOG_A_INIT), model_config=model_config,
                    target_heads=config.get("target_heads"),
                    budget_warmup_steps=config.get("budget_warmup_steps", 100),
-                   budget_lr=config.get("budget_lr", 0.001), seed=config.get("seed"))
+                   budget_lr=config.get("budget_lr", 0.001), seed=config.get("seed"),
+                   structures=config.get("structures", ("heads",)), target_flops=config.get("target_flops"),
+                   cost_seq_length=config.get("cost_seq_length"))
 
 
 _KNOWN_KEYS = ("model_params", "model_config", "l0_penalty", "temperature", "stretch_limits", "eps",
-               "log_a_init", "target_heads", "budget_warmup_steps", "budget_lr", "seed")
+               "log_a_init", "target_heads", "budget_warmup_steps", "budget_lr", "seed", "structures",
+               "target_flops", "cost_seq_length")
 
 
 def _as_bert_config(value: Any, field: str) -> Any:
@@ -178,7 +205,9 @@ class HeadPruningFactory:
                 Optional inner keys: ``temperature`` (0.33), ``stretch_limits`` ((-0.1, 1.1)),
                 ``eps`` (1e-6), ``log_a_init`` (3.0), ``target_heads`` (an int or a fraction;
                 then ``l0_penalty`` may be omitted), ``budget_warmup_steps`` (100), ``budget_lr``
-                (0.001), ``seed`` (of the xavier init). ``model_config`` is a synonym of
+                (0.001), ``seed`` (of the xavier init), ``structures`` (``["heads"]``; add
+                ``"ffn"`` to gate feed-forward units), ``target_flops`` (a fraction of the
+                encoder's multiply-adds), ``cost_seq_length``. ``model_config`` is a synonym of
                 ``model_params``.
 
         Raises:
@@ -244,44 +273,91 @@ class LRPHeadPruner:
 
     # ------------------------------------------------------------------ apply
     def apply(self, model: nn.Cell) -> nn.Cell:
-        """Gate every attention layer of the BertModel in ``model`` (in place) and return ``model``.
+        """Gate every attention layer (and, with ``structures`` holding ``"ffn"``, every feed-forward
+        block) of the BertModel in ``model`` (in place) and return ``model``.
 
         A bare BertModel then returns ``(sequence_output, pooled_output,
         embedding_table, total_reg)``. Inside a model with a head the BertModel keeps its
         3 outputs so the head runs unchanged; add ``bert.total_reg()`` to your loss
         (:class:`~lrp_prune.network.bert.BertClassifierWithLoss` does it itself). Every other
-        parameter keeps its value and name; the only new parameters are the
-        ``...attention.attention.gate.log_a``. Build optimizers and train wrappers
-        *after* ``apply()``. What it returns has ``get_gate_values()`` (a model of your own
-        gets it on that instance), as the original's docs call it.
+        parameter keeps its value and name; the only new parameters are the gates'
+        ``...attention.attention.gate.log_a`` (and ``...intermediate.gate.log_a``). Build
+        optimizers and train wrappers *after* ``apply()``. What it returns has
+        ``get_gate_values()`` (a model of your own gets it on that instance), as the original's
+        docs call it.
+
+        Each feed-forward gate's L0 term is weighted by the unit's compute in head-equivalents
+        (:meth:`unit_cost`), so ``l0_penalty`` keeps its meaning: the price of one open head.
 
         Raises:
             LRPPruneError: no BertModel or several, an already gated model, or a model that
                 does not match ``model_params``.
         """
-        gates = applicable_gates(model, self.config.model_config)
+        cfg_ = self.config
+        gates = applicable_gates(model, cfg_.model_config, cfg_.structures)
         bert = gates.bert
-        total = bert.config.total_heads
-        target = None if self.config.target_heads is None else resolve_target(self.config.target_heads, total)
-        rng = np.random.default_rng(self.config.seed)
-        init = self.config.log_a_init
-        if isinstance(init, np.ndarray):  # a [layers, heads] grid: each layer's row, at the heads it has
-            shape = (bert.config.num_hidden_layers, bert.config.num_attention_heads)
-            expect(init.shape == shape, "log_a_init", f"a grid of shape {shape} (layers, heads)", init.shape)
-            units = dict((i, list(host.units)) for i, host in gates.hosts(HEADS))
-            make = lambda i, n: HardConcreteGate(n, self.config.gate, init[i, units[i]], rng)  # noqa: E731
-        else:
-            make = lambda _, n: HardConcreteGate(n, self.config.gate, init, rng)  # noqa: E731
-        gates.install(make, HEADS)
+        config = bert.config
+        rng = np.random.default_rng(cfg_.seed)
+        init = cfg_.log_a_init
+        if "heads" in cfg_.structures:
+            if isinstance(init, np.ndarray):  # a [layers, heads] grid: each layer's row, at the heads it has
+                shape = (config.num_hidden_layers, config.num_attention_heads)
+                expect(init.shape == shape, "log_a_init", f"a grid of shape {shape} (layers, heads)", init.shape)
+                units = dict((i, list(host.units)) for i, host in gates.hosts(HEADS))
+                make = lambda i, n: HardConcreteGate(n, cfg_.gate, init[i, units[i]], rng)  # noqa: E731
+            else:
+                make = lambda _, n: HardConcreteGate(n, cfg_.gate, init, rng)  # noqa: E731
+            gates.install(make, HEADS)
+        if "ffn" in cfg_.structures:
+            ffn_init = DEFAULT_LOG_A_INIT if isinstance(init, np.ndarray) else init  # a grid is the heads'
+            cost = self.unit_cost(config)
+            gates.install(lambda _, n: HardConcreteGate(n, cfg_.gate, ffn_init, rng, cost=cost), FFN)
+        target = self._budget(config)
         if target is not None:
-            bert.budget = HeadBudget(target, total, self.config.budget_warmup_steps, self.config.budget_lr)
+            bert.budget = HeadBudget(*target, cfg_.budget_warmup_steps, cfg_.budget_lr,
+                                     counts_cost=cfg_.target_flops is not None)
         bert.return_reg = model is bert
         if not hasattr(model, "get_gate_values"):  # your own Cell: the method the original's docs call on it
             model.get_gate_values = types.MethodType(_get_gate_values, model)
         refresh_cell(model)
-        logger.info("apply: gated %d heads in %d layers (l0_penalty=%g%s)", total, bert.config.num_hidden_layers,
-                    self.config.gate.l0_penalty, "" if target is None else f", target {target} heads")
+        logger.info("apply: gated %s in %d layers (l0_penalty=%g%s)",
+                    " and ".join(f"{n} {s.name}" for s, n in
+                                 ((HEADS, config.total_heads), (FFN, config.total_units)) if s.name in cfg_.structures),
+                    config.num_hidden_layers, cfg_.gate.l0_penalty,
+                    "" if target is None else f", budget {target[0]:g} of {target[1]:g}"
+                    + (" head-equivalents" if cfg_.target_flops is not None else " heads"))
         return model
+
+    def unit_cost(self, config: BertConfig) -> float:
+        """One feed-forward unit's multiply-adds over one head's, at ``cost_seq_length`` tokens.
+
+        Example:
+            >>> from lrp_prune import BertConfig
+            >>> minilm = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+            ...                     intermediate_size=1536, seq_length=64)
+            >>> pruner = LRPHeadPruner(PrunerConfig(GateSettings(l0_penalty=0.01), structures=("heads", "ffn")))
+            >>> round(pruner.unit_cost(minilm), 4)   # 2 * 384 / (4 * 384 * 32 + 2 * 64 * 32)
+            0.0144
+        """
+        seq = self.config.cost_seq_length or config.seq_length
+        return config.unit_macs(seq) / config.head_macs(seq)
+
+    def _budget(self, config: BertConfig) -> tuple[float, float] | None:
+        """``(target, total)`` of the budget in what it counts (heads, or head-equivalents), or ``None``."""
+        cfg_ = self.config
+        if cfg_.target_heads is not None:
+            return resolve_target(cfg_.target_heads, config.total_heads), config.total_heads
+        if cfg_.target_flops is None:
+            return None
+        cost = self.unit_cost(config)
+        gated = (config.total_heads if "heads" in cfg_.structures else 0.0) + \
+            (config.total_units * cost if "ffn" in cfg_.structures else 0.0)
+        fixed = config.total_heads + config.total_units * cost - gated  # the compute no gate can remove
+        target = cfg_.target_flops * (config.total_heads + config.total_units * cost) - fixed
+        expect(target > 0, "target_flops",
+               f"more than the share of compute the ungated structures keep ({fixed / (gated + fixed):.3f})",
+               cfg_.target_flops)
+        return target, gated
 
     # ------------------------------------------------------------------ the target budget
     @staticmethod
@@ -293,13 +369,15 @@ class LRPHeadPruner:
         """Call after every optimizer step in ``target_heads`` mode: one ascent step of the multipliers.
 
         Returns the controller state (``expected_open``, ``target_now``, ``lambda_1``, ``lambda_2``);
-        in ``l0_penalty`` mode only ``expected_open``.
+        in ``l0_penalty`` mode only ``expected_open``. With ``target_flops``, ``expected_open`` is the
+        expected open compute in head-equivalents.
         """
         gates = ModelGates(model, "update_budget")
-        expected = gates.expected_open(HEADS)
-        if gates.bert.budget is None:
+        budget = gates.bert.budget
+        expected = gates.expected_cost() if budget is not None and budget.counts_cost else gates.expected_open(HEADS)
+        if budget is None:
             return {"expected_open": expected}
-        return gates.bert.budget.update(expected)
+        return budget.update(expected)
 
     # ------------------------------------------------------------------ reading gates
     @staticmethod
@@ -355,9 +433,9 @@ class LRPHeadPruner:
         gates = ModelGates(gated, "convert")
         if not gates.is_gated:
             raise LRPPruneError("convert: expected a model gated by apply(), got an ungated model")
-        closed = []
+        closed = {}
         if gates.bert.budget is not None and enforce_target:
-            closed = _target_projection(gates, "convert")["closed"]
+            closed = _target_projection(gates, "convert")["closed_by_structure"]
         pruned = convert_gated(gated, save_dir_path, inplace=inplace, closed=closed)
         self.last_summary = pruned.prune_summary
         return pruned
@@ -374,13 +452,14 @@ class LRPHeadPruner:
         if gates.bert.budget is None:
             return {}
         projection = _target_projection(gates, "project_to_target")
-        gates.close(projection["closed"], HEADS)
+        for name, units in projection["closed_by_structure"].items():
+            gates.close(units, name)
         return projection
 
 
-def applicable_gates(model: nn.Cell, model_config: Any = None) -> ModelGates:
+def applicable_gates(model: nn.Cell, model_config: Any = None, structures=("heads",)) -> ModelGates:
     """The :class:`ModelGates` of a model any pruner's ``apply()`` may gate: one BertModel, no gates yet,
-    at least one head, and (when given) layers and heads matching ``model_config``."""
+    at least one unit of each structure to gate, and (when given) layers and heads matching ``model_config``."""
     gates = ModelGates(model, "apply")
     if gates.is_gated:
         raise LRPPruneError("apply: expected an ungated model, got a model that apply() already gated")
@@ -389,7 +468,11 @@ def applicable_gates(model: nn.Cell, model_config: Any = None) -> ModelGates:
         got = (config.num_hidden_layers, config.num_attention_heads)
         want = (model_config.num_hidden_layers, model_config.num_attention_heads)
         expect(got == want, "model_params['config']", f"a config matching the model's (layers, heads) = {got}", want)
-    expect(config.total_heads > 0, "apply", "a model with at least one head", "a model with no heads left")
+    if "heads" in structures:
+        expect(config.total_heads > 0, "apply", "a model with at least one head", "a model with no heads left")
+    if "ffn" in structures:
+        expect(config.total_units > 0, "apply", "a model with at least one feed-forward unit",
+               "a model with no feed-forward units left")
     return gates
 
 
@@ -399,23 +482,47 @@ def _get_gate_values(self: nn.Cell) -> np.ndarray:
 
 
 def _target_projection(gates: ModelGates, caller: str) -> dict[str, Any]:
-    """The open heads beyond ``budget.target``, ranked by P(open) (ties: by eval gate); nothing is changed."""
-    target = gates.bert.budget.target
-    p_open, values = gates.prob_open(HEADS), gates.values(HEADS, missing=np.nan)
-    open_heads = gates.open_units(HEADS)
-    n_open = len(open_heads)
-    if n_open < target:
+    """The open units beyond the budget, ranked by P(open) (ties: by eval gate); nothing is changed.
+
+    Heads budget: the open heads beyond ``target`` (fewer open heads than the target is an error).
+    Compute budget (a ceiling): open units of every gated structure are kept in order of P(open)
+    while they fit in the target compute.
+    """
+    budget = gates.bert.budget
+    target = budget.target
+    candidates = []  # (P(open), eval gate, structure, layer, unit, cost)
+    for structure in (gates.gated_structures() if budget.counts_cost else [HEADS]):
+        p_open, values = gates.prob_open(structure), gates.values(structure, missing=np.nan)
+        cost = gates.cost(structure) if budget.counts_cost else 1.0
+        candidates += [(p_open[lu], values[lu], structure.name, *lu, cost) for lu in gates.open_units(structure)]
+    ranked = sorted(candidates, key=lambda c: (c[0], c[1], c[3], c[4]), reverse=True)
+    open_total = sum(c[5] for c in ranked)
+    if open_total < target - 1e-6 and not budget.counts_cost:  # a compute budget is a ceiling, not a count
         raise LRPPruneError(
-            f"{caller}: expected at least target_heads={target} open heads, got {n_open} (the controller "
+            f"{caller}: expected at least target_heads={target} open heads, got {open_total:g} (the controller "
             "over-shot: train longer, lower budget_lr, or convert(..., enforce_target=False) to keep them)")
-    ranked = sorted(open_heads, key=lambda lh: (p_open[lh], values[lh], *lh), reverse=True)
-    dropped = ranked[target:]
-    if dropped:
+    kept, dropped = 0.0, []
+    for c in ranked:
+        if kept + c[5] <= target + 1e-6:
+            kept += c[5]
+        else:
+            dropped.append(c)
+    by_structure: dict[str, list[tuple[int, int]]] = {}
+    for c in dropped:
+        by_structure.setdefault(c[2], []).append((int(c[3]), int(c[4])))
+    if dropped and budget.counts_cost:
+        logger.warning("%s: %s open beyond the target_flops budget (%g head-equivalents); keeping the highest "
+                       "P(open) that fit and closing the rest (to keep every open unit instead, convert(..., "
+                       "enforce_target=False); to let the gates settle on the budget themselves, train longer or "
+                       "raise budget_lr)", caller, ", ".join(f"{len(v)} {STRUCTURES[k].unit}s" for k, v in by_structure.items()),
+                       target)
+    elif dropped:
         logger.warning("%s: %d heads have open gates but target_heads=%d; keeping the %d with the highest "
                        "P(open) and closing %s (to keep every open head instead, convert(..., "
                        "enforce_target=False); to let the gates settle on the target themselves, train longer "
-                       "or raise budget_lr)", caller, n_open, target, target, dropped)
-    return {"open_before": n_open, "target": target, "closed": dropped}
+                       "or raise budget_lr)", caller, len(ranked), target, target, by_structure["heads"])
+    return {"open_before": len(ranked) if not budget.counts_cost else open_total, "target": target,
+            "closed": by_structure.get("heads", []), "closed_by_structure": by_structure}
 
 
 def parameter_groups(model: nn.Cell, learning_rate: float | list | None = None, *, log_a_lr: float = 0.1,
