@@ -1,16 +1,18 @@
-"""A small FLOPs model of one BERT forward, for the *ideal* speed-up of head pruning.
+"""A small FLOPs model of one BERT forward, for the *ideal* speed-up of head and FFN pruning.
 
 Counts multiply-accumulates (MACs), the unit of ``BertConfig.attention_flops``;
 multiply by 2 for floating-point operations. Ratios (the ideal speed-up) do not
 depend on the unit. Per sequence of length ``s``, hidden ``h``, FFN width ``i``,
-head size ``d`` and ``n`` heads kept in a layer:
+head size ``d``, ``n`` heads and ``i`` feed-forward units kept in a layer (``i`` is the full
+``intermediate_size`` unless the config records ``layer_units``, so heads-only figures are
+what they were before FFN pruning existed):
 
 =====================  ===================  ============================================
 part                   MACs                 note
 =====================  ===================  ============================================
 Q, K, V and W_O        ``4 * s * h * n*d``  the four projections of the kept heads
 attention matmuls      ``2 * s * s * n*d``  scores ``Q K^T`` and context ``P V``
-feed-forward           ``2 * s * h * i``    intermediate and output dense
+feed-forward           ``2 * s * h * i``    intermediate and output dense (kept units)
 pooler                 ``h * h``            once per sequence ([CLS] only)
 embeddings, LayerNorm  0                    negligible (gathers and O(s*h) work)
 softmax, GELU, biases  0                    O(s*s*n) / O(s*i): negligible next to matmuls
@@ -76,10 +78,11 @@ def forward_flops(config: Any, seq_length: int | None = None, batch_size: int = 
     b = int(batch_size)
     if s <= 0 or b <= 0:
         raise ValueError(f"seq_length and batch_size: expected positive integers, got {s} and {b}")
-    h, i, d = config.hidden_size, config.intermediate_size, config.head_size
+    h, d = config.hidden_size, config.head_size
+    units = getattr(config, "units_per_layer", (config.intermediate_size,) * config.num_hidden_layers)
     qkvo = attn = ffn = 0
     per_layer = []
-    for n in config.heads_per_layer:
+    for n, i in zip(config.heads_per_layer, units):
         width = n * d
         layer_qkvo = 4 * s * h * width
         layer_attn = 2 * s * s * width

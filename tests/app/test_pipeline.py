@@ -110,3 +110,35 @@ def test_lrp_with_importance_init_records_the_importance(tiny_nli):
     assert "importance_s" in report["timings"]
     fisher = np.array(report["importance"]["fisher"], dtype=float)
     np.testing.assert_allclose(np.array(report["final_log_a"], dtype=float), importance_log_a(fisher), atol=1e-4)
+
+
+def test_heads_and_ffn_under_a_flops_budget_end_to_end(tiny_nli, tmp_path):
+    from lrp_prune.app.report import format_summary, render_markdown, write_report
+
+    report = run_flow(_prune_options(tiny_nli, structures=("heads", "ffn"), target_flops=0.5, l0_penalty=0.0,
+                                     train_steps=12, budget_warmup_steps=4, budget_lr=0.05, control=False,
+                                     save_dir_path=str(tmp_path / "pruned")))
+    r = report.to_dict()
+    assert r["pruned_equals_gated"] and r["target_heads"] is None
+    assert r["encoder_flops_after"] <= 0.5 * r["encoder_flops_before"] * (1 + 1e-9)  # the ceiling holds
+    assert r["units_total"] == 111 and len(r["units_kept_per_layer"]) == 3
+    history = r["gate_history"]
+    assert len(history["ffn_open"]) == len(history["steps"]) and len(history["ffn_open"][0]) == 3
+    assert history["target_now"][-1] is not None and history["target_now"][-1] < history["target_now"][0]
+    text = format_summary(r)
+    assert "feed-forward units kept per layer" in text and "encoder multiply-adds per sequence" in text
+    files = write_report(report, tmp_path / "report")
+    assert files["ffn_png"].read_bytes()[:4] == b"\x89PNG"
+    assert "feed-forward width per layer" in render_markdown({**r, "files": {"ffn_png": "ffn_width.png"}})
+    assert (tmp_path / "pruned" / "units_to_prune.json").is_file()
+
+
+def test_bad_structures_and_budgets_name_the_option(tiny_nli):
+    for overrides, message in (({"structures": ("heads", "mlp")}, "structures: expected heads, ffn or heads,ffn"),
+                               ({"structures": ("ffn",), "target_heads": 4}, "target_heads: expected heads among"),
+                               ({"target_heads": 4, "target_flops": 0.5}, "target_flops: expected no --target_heads"),
+                               ({"target_flops": 1.0}, "target_flops: expected a fraction in \\(0, 1\\)"),
+                               ({"method": "fisher", "target_heads": 4, "structures": ("heads", "ffn")},
+                                "structures: expected heads with --method fisher")):
+        with pytest.raises(LRPPruneError, match=message):
+            _prune_options(tiny_nli, **overrides)

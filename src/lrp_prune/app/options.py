@@ -29,7 +29,7 @@ from lrp_prune.errors import (LRPPruneError, check_bool, check_choice, check_fra
                               expect, is_int)
 from lrp_prune.network.bert import POOLINGS
 from lrp_prune.network.hard_concrete import GateSettings, initial_log_a
-from lrp_prune.pruning.budget import check_target
+from lrp_prune.pruning.budget import check_flops_target, check_target
 from lrp_prune.pruning.lrp import DEFAULT_LOG_A_INIT
 
 __all__ = ["PruneOptions", "MINILM_NAME", "COMMANDS", "option", "add_option_flags", "given_options", "flag_of",
@@ -257,6 +257,12 @@ class PruneOptions:
                                      "both are given)", parser=float)
     target_heads: float | int | None = option(None, "heads to keep (an int, or a fraction in (0, 1)) instead "
                                                     "of guessing --l0_penalty", parser=parse_target)
+    structures: tuple[str, ...] = option(("heads",), "what to gate and prune: heads (the original's), "
+                                                     "heads,ffn (also every feed-forward unit) or ffn",
+                                         parser=parse_names, metavar="heads[,ffn]")
+    target_flops: float | None = option(None, "fraction in (0, 1) of the encoder's multiply-adds (attention and "
+                                              "feed-forward at --max_seq_length) to keep, instead of "
+                                              "--target_heads", parser=float)
     budget_warmup_steps: int | None = option(None, "target mode: steps over which the target moves from all "
                                                    "heads to target_heads (not given: a third of the gated steps)",
                                              parser=int)
@@ -355,6 +361,20 @@ class PruneOptions:
             set_(name, check_bool(getattr(self, name), name))
         if self.target_heads is not None:
             set_("target_heads", check_target(self.target_heads))
+        structures = self.structures
+        expect(isinstance(structures, (tuple, list)) and len(structures) > 0
+               and all(n in ("heads", "ffn") for n in structures) and len(set(structures)) == len(structures),
+               "structures", "heads, ffn or heads,ffn", structures)
+        set_("structures", tuple(n for n in ("heads", "ffn") if n in structures))
+        if self.target_flops is not None:
+            set_("target_flops", check_flops_target(self.target_flops))
+            expect(self.target_heads is None, "target_flops", "no --target_heads beside it (give one budget)",
+                   f"target_heads={self.target_heads}")
+        if self.target_heads is not None:
+            expect("heads" in self.structures, "target_heads", "heads among --structures", ",".join(self.structures))
+        if self.method == "fisher":
+            expect(self.structures == ("heads",), "structures", "heads with --method fisher (it prunes heads only)",
+                   ",".join(self.structures))
         gate = self.gate_settings()  # the gate's own rules: temperature, stretch_limits, l0_penalty
         set_("temperature", gate.temperature)
         set_("stretch_limits", gate.stretch_limits)

@@ -48,7 +48,7 @@ from lrp_prune.errors import LRPPruneError, expect
 from lrp_prune.io.checkpoint import load_checkpoint, load_param_dict, param_dict, save_checkpoint
 from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss
 from lrp_prune.network.config import BertConfig
-from lrp_prune.network.gates import HEADS, ModelGates
+from lrp_prune.network.gates import FFN, HEADS, ModelGates
 from lrp_prune.pruning.lrp import LRPHeadPruner, PrunerConfig, parameter_groups
 from lrp_prune.pruning.summary import PruningSummary
 from lrp_prune.training.evaluate import evaluate_accuracy
@@ -148,10 +148,17 @@ class Gating:
     importance: Any = None  # the HeadImportance the gates started from (log_a_init="importance")
 
     @property
-    def target(self) -> int | None:
-        """The head budget in target mode (``None`` in ``l0_penalty`` mode)."""
+    def target(self) -> int | float | None:
+        """The budget in target mode: heads, or head-equivalents of compute with ``target_flops``
+        (``None`` in ``l0_penalty`` mode)."""
         budget = self.gated.bert.budget
         return None if budget is None else budget.target
+
+    @property
+    def target_heads(self) -> int | None:
+        """The head budget (``None`` without ``target_heads``)."""
+        budget = self.gated.bert.budget
+        return None if budget is None or budget.counts_cost else budget.target
 
 
 @dataclass
@@ -164,6 +171,7 @@ class GateHistory:
         expected_open: L_C per step.
         loss: training loss per step.
         target_now / lambda_1 / lambda_2: the budget controller's state (``None`` in l0 mode).
+        ffn_open: expected open feed-forward units per layer per step (empty without FFN gates).
     """
 
     steps: list[int] = field(default_factory=list)
@@ -173,9 +181,12 @@ class GateHistory:
     target_now: list = field(default_factory=list)
     lambda_1: list = field(default_factory=list)
     lambda_2: list = field(default_factory=list)
+    ffn_open: list = field(default_factory=list)
 
     def record(self, step: int, gates: ModelGates, loss: float, state: dict[str, Any]) -> None:
         """Append one snapshot of ``gates`` and the controller ``state``."""
+        if gates.gated(FFN):
+            self.ffn_open.append([round(float(v), 2) for v in np.nansum(gates.prob_open(FFN), axis=1)])
         p_closed = gates.prob_closed(HEADS)
         self.steps.append(step)
         self.p_closed.append(_grid_json(np.round(p_closed, 5)))
@@ -360,6 +371,8 @@ class RunReport:
                    heads_removed={str(k): v for k, v in s.heads_removed.items()}, kept_heads=s.kept_heads,
                    params_before=s.params_before, params_after=s.params_after,
                    attention_flops_before=s.attention_flops_before, attention_flops_after=s.attention_flops_after,
+                   units_kept_per_layer=s.units_kept_per_layer, units_kept=s.units_kept, units_total=s.units_total,
+                   encoder_flops_before=s.encoder_flops_before, encoder_flops_after=s.encoder_flops_after,
                    metrics=self.metrics, warnings=s.warnings, latency=self.latency.to_dict(), timings=self.timings,
                    wall_time_s=self.wall_time_s, save_dir_path=self.save_dir_path)
         return out
@@ -653,7 +666,8 @@ def gate(options: PruneOptions, classifier: BertClassifier, data: TaskData) -> G
         init = importance_log_a(importance)
     pruner = LRPHeadPruner(PrunerConfig(
         gate=options.gate_settings(), log_a_init=init, target_heads=options.target_heads, budget_warmup_steps=warmup,
-        budget_lr=options.budget_lr, seed=options.seed))
+        budget_lr=options.budget_lr, seed=options.seed, structures=options.structures,
+        target_flops=options.target_flops, cost_seq_length=options.max_seq_length))
     return Gating(pruner, pruner.apply(classifier), steps, importance)
 
 
@@ -679,9 +693,10 @@ def train_gated(options: PruneOptions, gating: Gating, data: TaskData, runtime: 
         state = pruner.update_budget(gated)  # the controller's ascent step (target mode)
         if step == settle_step and 0 < step < steps:  # keep exactly T heads; the rest of the run adapts to them
             projection = pruner.project_to_target(gated)
-            settle.update(step=step, open_before=projection["open_before"], closed=projection["closed"])
-            logger.info("step %d: projected to the %d heads with the highest P(open) (%d were open); "
-                        "training on with them", step, target, projection["open_before"])
+            settle.update(step=step, open_before=projection["open_before"], closed=projection["closed"],
+                          closed_units=len(projection["closed_by_structure"].get("ffn", ())))
+            logger.info("step %d: projected to the budget of %g (%g were open); training on with the units kept",
+                        step, target, projection["open_before"])
         if step % options.gate_log_every == 0 or step == 1 or step == steps:
             history.record(step, gates, loss, state)
             if target is not None and (step % 50 == 0 or step == steps):
@@ -883,7 +898,7 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     report = RunReport(options=options, train_pairs=data.train_pairs, eval_pairs=data.eval_pairs,
                        eval_split=data.eval_split, skipped_rows=data.skipped_rows, label_names=data.label_names,
                        truncated=data.truncated,
-                       total_heads=cfg.num_hidden_layers * cfg.num_attention_heads, target_heads=gating.target,
+                       total_heads=cfg.num_hidden_layers * cfg.num_attention_heads, target_heads=gating.target_heads,
                        finetuning=finetuning, training=training, rank=runtime.rank, timings=timings,
                        importance=gating.importance)
     if not runtime.is_main:  # other ranks only train; rank 0 evaluates, converts and writes
@@ -893,7 +908,8 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     projection = None
     if gating.target is not None:  # evaluate the gated model with the heads convert() will keep
         found = gating.pruner.project_to_target(gating.gated)
-        projection = {"open_before": found["open_before"], "closed": found["closed"]}
+        projection = {"open_before": found["open_before"], "closed": found["closed"],
+                      "closed_units": len(found["closed_by_structure"].get("ffn", ()))}
     gated_eval = evaluate(options, gating.gated, data.evaluation, "eval gated")
     timings["eval_gated_s"] = gated_eval.seconds
     conversion = convert(options, gating)

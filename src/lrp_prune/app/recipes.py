@@ -62,11 +62,12 @@ class Recipe:
     def options(self, **overrides: Any) -> PruneOptions:
         """The recipe's ``PruneOptions`` with ``overrides`` on top.
 
-        A ``target_heads`` override replaces the recipe's ``l0_penalty`` with 0 unless an
-        ``l0_penalty`` is given too (a budget and a fixed lambda rarely belong together).
+        A ``target_heads`` (or ``target_flops``) override replaces the recipe's ``l0_penalty`` with 0
+        unless an ``l0_penalty`` is given too (a budget and a fixed lambda rarely belong together).
         """
         values = dict(self.values)
-        if overrides.get("target_heads") is not None and "l0_penalty" not in overrides:
+        budget = overrides.get("target_heads") is not None or overrides.get("target_flops") is not None
+        if budget and "l0_penalty" not in overrides:
             values["l0_penalty"] = 0.0
         values.update(overrides)
         values["recipe"] = self.name

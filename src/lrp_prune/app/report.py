@@ -18,8 +18,8 @@ import numpy as np
 
 from lrp_prune.io.checkpoint import atomic_write_bytes, atomic_write_text
 
-__all__ = ["plot_gate_heatmap", "plot_gate_history", "animate_gate_history", "write_report", "gate_table",
-           "render_markdown", "format_summary"]
+__all__ = ["plot_gate_heatmap", "plot_gate_history", "plot_ffn_widths", "animate_gate_history", "write_report",
+           "gate_table", "render_markdown", "format_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,43 @@ def plot_gate_history(steps: Sequence[int], p_closed: Sequence, path: str | Path
     return _save(fig, Path(path))
 
 
+def plot_ffn_widths(path: str | Path, width: int, kept: Sequence[int], steps: Sequence[int] | None = None,
+                    ffn_open: Sequence | None = None) -> Path:
+    """Where the model got thinner: each layer's feed-forward width over training (expected open
+    units, when recorded) beside the units each layer kept after ``convert()``.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = plot_ffn_widths(os.path.join(tempfile.mkdtemp(), "f.png"), 37, [30, 0, 12], [1, 10], [[37, 37, 37],
+        ...                     [31.5, 2.0, 14.2]])
+        >>> p.read_bytes()[:4] == b"\x89PNG"
+        True
+    """
+    kept = np.asarray(kept, dtype=float)
+    has_history = steps is not None and ffn_open is not None and len(steps) > 0
+    fig = _figure(figsize=(9.0 if has_history else 4.5, 3.2), dpi=100)
+    axes = fig.subplots(1, 2 if has_history else 1, squeeze=False)[0]
+    if has_history:
+        history = np.asarray(ffn_open, dtype=float)  # (T, L)
+        for i in range(history.shape[1]):
+            axes[0].plot(steps, 100 * history[:, i] / width, lw=1.2, label=f"layer {i}")
+        axes[0].set_ylim(-2, 102)
+        axes[0].set_xlabel("gated training step")
+        axes[0].set_ylabel("expected open units (% of width)", fontsize=8)
+        axes[0].legend(fontsize=7, ncol=2)
+    ax = axes[-1]
+    ax.bar(range(len(kept)), 100 * kept / width, color="tab:green")
+    for i, n in enumerate(kept):
+        ax.text(i, 100 * n / width + 1, str(int(n)), ha="center", fontsize=7)
+    ax.set_ylim(0, 110)
+    ax.set_xticks(range(len(kept)))
+    ax.set_xlabel("layer")
+    ax.set_ylabel(f"units kept (% of {width})", fontsize=8)
+    ax.set_title("feed-forward width after convert", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
 def animate_gate_history(steps: Sequence[int], p_closed: Sequence, path: str | Path, max_frames: int = 40) -> Path:
     """An animated GIF of the P(gate = 0) heatmap over training (the original docs' animation)."""
     from PIL import Image
@@ -179,12 +216,32 @@ def write_report(report: Any, out_dir: str | Path) -> dict[str, Path]:
         files["history_png"] = plot_gate_history(history["steps"], p_closed, out / "p_gate_closed.png",
                                                  history.get("expected_open"), data.get("target_heads"))
         files["history_gif"] = animate_gate_history(history["steps"], p_closed, out / "p_gate_closed.gif")
+    if _ffn_pruned(data):
+        width = data["units_total"] // max(1, len(data["units_kept_per_layer"]))
+        files["ffn_png"] = plot_ffn_widths(out / "ffn_width.png", width, data["units_kept_per_layer"],
+                                           history.get("steps"), history.get("ffn_open") or None)
     data["files"] = {k: p.name for k, p in files.items()}
     atomic_write_text(out / "report.json", json.dumps(data, indent=2))
     files["json"] = out / "report.json"
     atomic_write_text(out / "report.md", render_markdown(data))
     files["md"] = out / "report.md"
     return files
+
+
+def _ffn_pruned(r: dict[str, Any]) -> bool:
+    """Whether the run gated or removed feed-forward units (then the reports show them)."""
+    structures = (r.get("options") or {}).get("structures") or ()
+    return bool(r.get("units_total")) and ("ffn" in structures or r["units_kept"] < r["units_total"])
+
+
+def _ffn_lines(r: dict[str, Any]) -> list[str]:
+    if not _ffn_pruned(r):
+        return []
+    ratio = r["encoder_flops_after"] / max(1, r["encoder_flops_before"])
+    return [f"feed-forward units kept per layer: {' '.join(str(n) for n in r['units_kept_per_layer'])} "
+            f"({r['units_kept']} of {r['units_total']})",
+            f"encoder multiply-adds per sequence: {r['encoder_flops_before']:,} -> {r['encoder_flops_after']:,} "
+            f"(x{ratio:.3f})"]
 
 
 def _drop_line(r: dict[str, Any]) -> str:
@@ -226,6 +283,7 @@ def format_summary(r: dict[str, Any]) -> str:
     lines.append(_drop_line(r))
     lines.append(f"pruned predictions equal {'masked' if r.get('method') == 'fisher' else 'gated'}: "
                  f"{r['pruned_equals_gated']}")
+    lines += _ffn_lines(r)
     lines.append(f"parameters: {r['params_before']:,} -> {r['params_after']:,}")
     lat = r["latency"]
     lines.append(f"latency pruned/unpruned (batch {lat['batch_size']}, seq {lat['seq_length']}): "
@@ -303,12 +361,15 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"- heads kept per layer: {r['heads_kept_per_layer']}",
         f"- pruned predictions identical to the gated model's: {r['pruned_equals_gated']}",
         f"- attention FLOPs per sequence: {r['attention_flops_before']:,} -> {r['attention_flops_after']:,}",
+        *[f"- {line}" for line in _ffn_lines(r)],
         f"- latency pruned / unpruned at batch {lat['batch_size']}, seq {lat['seq_length']} (median of "
         f"{len(lat['pruned_s'])}, same run): **{lat['ratio_pruned_over_unpruned']:.3f}**",
         f"- wall time: {r['wall_time_s']:.0f} s",
     ]
     if r.get("target_heads") is not None:
         lines.append(f"- target heads: {r['target_heads']}")
+    if options.get("target_flops") is not None:
+        lines.append(f"- target: keep {100 * options['target_flops']:.0f}% of the encoder's multiply-adds")
     lines += _class_tables(r)
     files = r.get("files", {})
     if "importance_png" in files:
@@ -317,4 +378,6 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += ["", f"![final gates]({files['gates_png']})"]
     if "history_png" in files:
         lines += ["", f"![P(gate = 0) over training]({files['history_png']})"]
+    if "ffn_png" in files:
+        lines += ["", f"![feed-forward width per layer]({files['ffn_png']})"]
     return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from lrp_prune.io.checkpoint import load_checkpoint, read_checkpoint
 from lrp_prune.io.saved import FILES, load_pruned, read_json, read_pruned_info, saved_files
 from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss, BertModel, the_bert
 from lrp_prune.network.config import BertConfig
-from lrp_prune.network.gates import HEADS, grid_from_checkpoint
+from lrp_prune.network.gates import FFN, HEADS, grid_from_checkpoint
 from lrp_prune.network.hard_concrete import eval_gate_values
 from lrp_prune.training.timing import compare_latency
 
@@ -49,7 +49,11 @@ def inspect_saved(path: str | Path) -> tuple[np.ndarray, str]:
             gates = read_json(summary_path).get("gate_values")
             if gates is not None:
                 values = np.asarray(gates, dtype=float) * (values > 0)
-        return values, f"pruned model {path}: {cfg.total_heads} heads kept ({info.get('kind')})"
+        units = ""
+        if cfg.layer_units is not None:
+            units = (f", feed-forward units kept per layer {list(cfg.units_per_layer)} of {cfg.intermediate_size} "
+                     f"({cfg.total_units} in all)")
+        return values, f"pruned model {path}: {cfg.total_heads} heads kept{units} ({info.get('kind')})"
     params = read_checkpoint(path)
     cfg, layer_units = None, None
     config_path = path.parent / FILES["config"]
@@ -70,7 +74,15 @@ def inspect_saved(path: str | Path) -> tuple[np.ndarray, str]:
         raise LRPPruneError(f"inspect: expected a pruned directory or a checkpoint with gate log_a (or mask) "
                             f"parameters, got {str(path)!r} with none")
     values = np.where(np.isfinite(log_a), eval_gate_values(np.nan_to_num(log_a)), np.nan)
-    return values, f"gated checkpoint {path}: {layers} gated layers"
+    ffn_units = None
+    if cfg is not None and info.get("gated_layer_units") is not None:
+        ffn_units = [list(u) for u in info["gated_layer_units"]]
+    ffn_log_a, ffn_layers = grid_from_checkpoint(params, cfg, FFN, ffn_units)
+    ffn = ""
+    if ffn_layers:
+        open_units = (eval_gate_values(np.nan_to_num(ffn_log_a, nan=-50.0)) > 0).sum(axis=1)
+        ffn = f"; feed-forward units open per layer {open_units.astype(int).tolist()}"
+    return values, f"gated checkpoint {path}: {layers} gated layers{ffn}"
 
 
 def bench_saved(save_dir_path: str | Path, *, batch_size: int = 32, seq_length: int = 64,
@@ -87,7 +99,7 @@ def bench_saved(save_dir_path: str | Path, *, batch_size: int = 32, seq_length: 
     bert = the_bert(pruned, "bench")
     seq_length = check_int(seq_length, "seq_length", minimum=1, maximum=bert.config.max_position_embeddings)
     info = read_pruned_info(save_dir)
-    full = bert.config.with_layer_heads(None)
+    full = bert.config.with_layer_heads(None).with_layer_units(None)
     if isinstance(pruned, BertModel):
         original: nn.Cell = BertModel(full, False)
     else:
@@ -104,4 +116,5 @@ def bench_saved(save_dir_path: str | Path, *, batch_size: int = 32, seq_length: 
             "unpruned_median_s": float(np.median(unpruned_t)), "pruned_median_s": float(np.median(pruned_t)),
             "ratio": float(np.median(pruned_t) / np.median(unpruned_t)),
             "heads_kept": bert.config.total_heads,
-            "heads_total": full.num_hidden_layers * full.num_attention_heads}
+            "heads_total": full.num_hidden_layers * full.num_attention_heads,
+            "units_kept": bert.config.total_units, "units_total": full.total_units}
