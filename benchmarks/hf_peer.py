@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["available", "set_threads", "build_hf_bert", "prune_heads", "forward_runner", "hf_outputs",
+__all__ = ["available", "set_threads", "build_hf_bert", "prune_heads", "prune_ffn", "forward_runner", "hf_outputs",
            "train_step_runner"]
 
 
@@ -131,6 +131,27 @@ def prune_heads(model: Any, heads_to_prune: Mapping[int, Sequence[int]]) -> str:
         self_attn.all_head_size = len(kept) * d
     model.eval()
     return "slicing with transformers.pytorch_utils.prune_linear_layer (this transformers has no prune_heads)"
+
+
+def prune_ffn(model: Any, units_to_prune: Mapping[int, Sequence[int]]) -> None:
+    """Remove feed-forward units in place: rows of ``intermediate.dense``, columns of ``output.dense``
+    (``transformers.pytorch_utils.prune_linear_layer``, as HF's head pruning slices its layers)."""
+    import warnings
+
+    import torch
+    from transformers.pytorch_utils import prune_linear_layer
+
+    for layer_index, units in units_to_prune.items():
+        if not len(units):
+            continue
+        layer = model.encoder.layer[int(layer_index)]
+        width = layer.intermediate.dense.out_features
+        drop = set(int(u) for u in units)
+        keep = torch.tensor([u for u in range(width) if u not in drop], dtype=torch.long)
+        with warnings.catch_warnings():  # "Initializing zero-element tensors is a no-op" for an emptied layer
+            warnings.simplefilter("ignore", UserWarning)
+            layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, keep, dim=0)
+            layer.output.dense = prune_linear_layer(layer.output.dense, keep, dim=1)
 
 
 def pruned_copy(model: Any, heads_to_prune: Mapping[int, Sequence[int]]) -> tuple[Any, str]:

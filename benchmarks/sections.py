@@ -158,10 +158,13 @@ def latency(plan: dict[str, Any], ctx: Any, *, peer: bool) -> dict[str, Any]:
 
     Memory: the unpruned models live throughout (their compiled graph is dropped after each batch
     size); each pruned model is built for one (batch size, level), measured, and freed.
+    With ``plan["structures"] == ("heads", "ffn")`` each level removes that fraction of the heads
+    *and* of the feed-forward units (both uneven across layers, the same seeded allocation), so
+    about that fraction of the encoder's multiply-adds.
     Returns ``{"speedup": {...}, "peer": {...} or None}``.
     """
     import hf_peer
-    from lrp_prune import prune_heads
+    from lrp_prune import prune_ffn, prune_heads
     from lrp_prune.network.bert import refresh_cell
     from reference import random_params
 
@@ -170,8 +173,21 @@ def latency(plan: dict[str, Any], ctx: Any, *, peer: bool) -> dict[str, Any]:
     s = plan["seq_length"]
     levels = plan["levels"]
     seed = plan.get("seed", 0)
+    with_ffn = "ffn" in plan.get("structures", ("heads",))
     params = random_params(cfg.to_dict(), seed=seed)
     patterns = {f: uneven_pattern(L, H, f, seed=seed) for f in levels}
+    unit_patterns = {f: uneven_pattern(L, cfg.intermediate_size, f, seed=seed + 1) if with_ffn else {}
+                     for f in levels}
+
+    def ms_pruned_model(f):
+        model = prune_heads(_random_bert(cfg, params), patterns[f])
+        return prune_ffn(model, unit_patterns[f]) if with_ffn else model
+
+    def pt_pruned_model(f):
+        model, method = hf_peer.pruned_copy(pt_unpruned, patterns[f])
+        if with_ffn:
+            hf_peer.prune_ffn(model, unit_patterns[f])
+        return model, method
     unpruned = _random_bert(cfg, params)
     pt_unpruned = None
     peer_info: dict[str, Any] | None = None
@@ -186,6 +202,12 @@ def latency(plan: dict[str, Any], ctx: Any, *, peer: bool) -> dict[str, Any]:
         info = pattern_summary(patterns[f], H)
         pcfg = cfg.with_layer_heads([[h for h in range(H) if h not in patterns[f][i]] for i in range(L)])
         assert list(pcfg.heads_per_layer) == info["heads_kept_per_layer"]
+        if with_ffn:
+            removed = unit_patterns[f]
+            pcfg = pcfg.with_layer_units([[u for u in range(cfg.intermediate_size) if u not in set(removed[i])]
+                                          for i in range(L)])
+            info.update(units_kept_per_layer=list(pcfg.units_per_layer), units_kept=pcfg.total_units,
+                        encoder_flops_removed=round(1 - pcfg.encoder_flops(s) / cfg.encoder_flops(s), 4))
         info.update(fraction_removed=f, flops=forward_flops(pcfg, s).total,
                     ideal_speedup=round(full_flops / forward_flops(pcfg, s).total, 4))
         pattern_info.append(info)
@@ -210,11 +232,11 @@ def latency(plan: dict[str, Any], ctx: Any, *, peer: bool) -> dict[str, Any]:
         del ref_out
         for f in levels:
             t0 = time.perf_counter()
-            ms_pruned = prune_heads(_random_bert(cfg, params), patterns[f])
+            ms_pruned = ms_pruned_model(f)
             ms_pruned.set_train(False)
             pt_pruned = None
             if peer:
-                pt_pruned, method = hf_peer.pruned_copy(pt_unpruned, patterns[f])
+                pt_pruned, method = pt_pruned_model(f)
                 methods.add(method)
             build_s.append(time.perf_counter() - t0)
             ms_p = _ms_runner(ms_pruned, ids, types, mask)

@@ -56,6 +56,14 @@ def test_flops_by_hand_for_a_tiny_pruned_config():
     assert d["total"] == 2968 and d["unit"] == "multiply-accumulates" and d["per_layer"] == [1680, 1224]
 
 
+def test_flops_count_the_kept_ffn_units():
+    # hidden 8, FFN 16, seq 3: layer 0 keeps 5 units, layer 1 none; heads all kept
+    cfg = small().with_layer_units([[0, 3, 7, 8, 15], []])
+    f = flops.forward_flops(cfg, 3)
+    assert f.ffn == 2 * 3 * 8 * 5 and f.attention == small().attention_flops(3)
+    assert f.ffn + f.attention == cfg.encoder_flops(3)
+
+
 def test_flops_of_a_layer_without_heads_is_its_ffn_only():
     cfg = small().with_layer_heads([[], [0, 1]])
     f = flops.forward_flops(cfg, 3)
@@ -232,6 +240,24 @@ def test_layout_probe_variants_equal_the_library(tmp_path):
     assert all(r["max_abs_diff_vs_library"] < 1e-5 for r in doc["rows"])
     assert all(_is_stats(r["seconds"]) and r["ratio_over_library"] > 0 for r in doc["rows"])
     assert md.read_text().startswith("# Attention layouts")
+
+
+@pytest.mark.slow
+def test_ffn_benchmark_smoke_removes_the_stated_share_of_encoder_work(tmp_path):
+    """benchmarks/ffn.py: heads and FFN units pruned together; rows, patterns and the table."""
+    out, md = tmp_path / "f.json", tmp_path / "f.md"
+    proc = subprocess.run([sys.executable, str(BENCH / "ffn.py"), "--smoke", "--no-peer", "--out", str(out),
+                           "--md", str(md)], capture_output=True, text=True, env=dict(os.environ, GLOG_v="3"),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    for p in doc["speedup"]["patterns"]:
+        assert abs(p["encoder_flops_removed"] - p["fraction_removed"]) < 0.02
+        assert sum(p["units_kept_per_layer"]) == p["units_kept"] < 4 * 128
+    rows = doc["speedup"]["rows"]
+    assert {(r["batch_size"], r["fraction_removed"]) for r in rows} == {(b, f) for b in (1, 2) for f in (0.25, 0.5, 0.75)}
+    assert all(r["ideal_speedup"] > 1 and r["measured_speedup"] > 0 for r in rows)
+    assert md.read_text().startswith("# Heads + FFN pruned together")
 
 
 @pytest.mark.slow
