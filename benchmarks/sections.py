@@ -179,12 +179,12 @@ def latency(plan: dict[str, Any], ctx: Any, *, peer: bool) -> dict[str, Any]:
     unit_patterns = {f: uneven_pattern(L, cfg.intermediate_size, f, seed=seed + 1) if with_ffn else {}
                      for f in levels}
 
-    def ms_pruned_model(f):
-        model = prune_heads(_random_bert(cfg, params), patterns[f])
+    def ms_pruned_model(f, weights):
+        model = prune_heads(_random_bert(cfg, weights), patterns[f])
         return prune_ffn(model, unit_patterns[f]) if with_ffn else model
 
-    def pt_pruned_model(f):
-        model, method = hf_peer.pruned_copy(pt_unpruned, patterns[f])
+    def pt_pruned_model(f, original):
+        model, method = hf_peer.pruned_copy(original, patterns[f])
         if with_ffn:
             hf_peer.prune_ffn(model, unit_patterns[f])
         return model, method
@@ -232,11 +232,11 @@ def latency(plan: dict[str, Any], ctx: Any, *, peer: bool) -> dict[str, Any]:
         del ref_out
         for f in levels:
             t0 = time.perf_counter()
-            ms_pruned = ms_pruned_model(f)
+            ms_pruned = ms_pruned_model(f, params)
             ms_pruned.set_train(False)
             pt_pruned = None
             if peer:
-                pt_pruned, method = pt_pruned_model(f)
+                pt_pruned, method = pt_pruned_model(f, pt_unpruned)
                 methods.add(method)
             build_s.append(time.perf_counter() - t0)
             ms_p = _ms_runner(ms_pruned, ids, types, mask)

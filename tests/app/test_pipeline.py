@@ -142,3 +142,24 @@ def test_bad_structures_and_budgets_name_the_option(tiny_nli):
                                 "structures: expected heads with --method fisher")):
         with pytest.raises(LRPPruneError, match=message):
             _prune_options(tiny_nli, **overrides)
+
+
+def test_target_speedup_end_to_end_reports_the_predicted_and_measured_ratio(tiny_nli, monkeypatch):
+    from lrp_prune.app.report import format_summary
+    from lrp_prune.pruning import latency
+    from lrp_prune.pruning.latency import LatencyTable
+
+    # a table of this tiny model's widths (measuring one is tested in tests/pruning/test_latency.py)
+    table = LatencyTable((0, 4), (0, 37), [[1e-3, 3e-3], [2e-3, 4e-3]], batch_size=2, seq_length=16)
+    monkeypatch.setattr(latency, "cached_layer_table", lambda *a, **k: table)
+    report = run_flow(_prune_options(tiny_nli, structures=("heads", "ffn"), target_speedup=1.6, l0_penalty=0.0,
+                                     train_steps=8, budget_warmup_steps=2, budget_lr=0.05, control=False))
+    r = report.to_dict()
+    assert r["pruned_equals_gated"]
+    predicted = r["latency"]["predicted_encoder_ratio"]
+    assert predicted <= 1 / 1.6 + 1e-9  # convert() keeps the layout within the budget
+    layout = table.model_seconds(r["heads_kept_per_layer"], r["units_kept_per_layer"]) / (3 * 4e-3)
+    assert predicted == pytest.approx(layout)
+    assert "the latency table predicted" in format_summary(r)
+    with pytest.raises(LRPPruneError, match="target_speedup: expected no other target"):
+        _prune_options(tiny_nli, target_speedup=2.0, target_flops=0.5)

@@ -29,7 +29,7 @@ from lrp_prune.errors import (LRPPruneError, check_bool, check_choice, check_fra
                               expect, is_int)
 from lrp_prune.network.bert import POOLINGS
 from lrp_prune.network.hard_concrete import GateSettings, initial_log_a
-from lrp_prune.pruning.budget import check_flops_target, check_target
+from lrp_prune.pruning.budget import check_flops_target, check_speedup_target, check_target
 from lrp_prune.pruning.lrp import DEFAULT_LOG_A_INIT
 
 __all__ = ["PruneOptions", "MINILM_NAME", "COMMANDS", "option", "add_option_flags", "given_options", "flag_of",
@@ -263,6 +263,10 @@ class PruneOptions:
     target_flops: float | None = option(None, "fraction in (0, 1) of the encoder's multiply-adds (attention and "
                                               "feed-forward at --max_seq_length) to keep, instead of "
                                               "--target_heads", parser=float)
+    target_speedup: float | None = option(None, "encoder speed-up (> 1) to reach at --latency_batch_size and "
+                                                "--max_seq_length, predicted from a latency table of one layer "
+                                                "timed on this machine (cached), instead of the other targets",
+                                          parser=float)
     budget_warmup_steps: int | None = option(None, "target mode: steps over which the target moves from all "
                                                    "heads to target_heads (not given: a third of the gated steps)",
                                              parser=int)
@@ -370,6 +374,11 @@ class PruneOptions:
             set_("target_flops", check_flops_target(self.target_flops))
             expect(self.target_heads is None, "target_flops", "no --target_heads beside it (give one budget)",
                    f"target_heads={self.target_heads}")
+        if self.target_speedup is not None:
+            set_("target_speedup", check_speedup_target(self.target_speedup))
+            other = [n for n in ("target_heads", "target_flops") if getattr(self, n) is not None]
+            expect(not other, "target_speedup", "no other target beside it (give one budget)",
+                   f"{other[0]}={getattr(self, other[0])}" if other else None)
         if self.target_heads is not None:
             expect("heads" in self.structures, "target_heads", "heads among --structures", ",".join(self.structures))
         if self.method == "fisher":

@@ -46,7 +46,7 @@ from lrp_prune.data.readers import load_task
 from lrp_prune.data.tokenization import PairTokenizer, encode_examples
 from lrp_prune.errors import LRPPruneError, expect
 from lrp_prune.io.checkpoint import load_checkpoint, load_param_dict, param_dict, save_checkpoint
-from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss
+from lrp_prune.network.bert import BertClassifier, BertClassifierWithLoss, find_bert
 from lrp_prune.network.config import BertConfig
 from lrp_prune.network.gates import FFN, HEADS, ModelGates
 from lrp_prune.pruning.lrp import LRPHeadPruner, PrunerConfig, parameter_groups
@@ -243,6 +243,7 @@ class Conversion:
     pruned: nn.Cell
     summary: PruningSummary
     gate_values: np.ndarray
+    predicted_ratio: float | None = None  # the encoder's time pruned / unpruned from the latency table
 
 
 @dataclass
@@ -253,6 +254,7 @@ class Latency:
     seq_length: int
     unpruned_s: list[float]
     pruned_s: list[float]
+    predicted_ratio: float | None = None  # the encoder's, from the layer latency table (target_speedup)
 
     @property
     def ratio(self) -> float:
@@ -261,8 +263,11 @@ class Latency:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict (with ``ratio_pruned_over_unpruned``)."""
-        return {"batch_size": self.batch_size, "seq_length": self.seq_length, "unpruned_s": self.unpruned_s,
-                "pruned_s": self.pruned_s, "ratio_pruned_over_unpruned": self.ratio}
+        out = {"batch_size": self.batch_size, "seq_length": self.seq_length, "unpruned_s": self.unpruned_s,
+               "pruned_s": self.pruned_s, "ratio_pruned_over_unpruned": self.ratio}
+        if self.predicted_ratio is not None:
+            out["predicted_encoder_ratio"] = self.predicted_ratio
+        return out
 
 
 @dataclass
@@ -667,7 +672,8 @@ def gate(options: PruneOptions, classifier: BertClassifier, data: TaskData) -> G
     pruner = LRPHeadPruner(PrunerConfig(
         gate=options.gate_settings(), log_a_init=init, target_heads=options.target_heads, budget_warmup_steps=warmup,
         budget_lr=options.budget_lr, seed=options.seed, structures=options.structures,
-        target_flops=options.target_flops, cost_seq_length=options.max_seq_length))
+        target_flops=options.target_flops, cost_seq_length=options.max_seq_length,
+        target_speedup=options.target_speedup, latency_batch_size=options.latency_batch_size))
     return Gating(pruner, pruner.apply(classifier), steps, importance)
 
 
@@ -913,6 +919,10 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     gated_eval = evaluate(options, gating.gated, data.evaluation, "eval gated")
     timings["eval_gated_s"] = gated_eval.seconds
     conversion = convert(options, gating)
+    if options.target_speedup is not None:  # what the table predicts for the layout convert() kept
+        after = find_bert(conversion.pruned)[0][1].config
+        conversion.predicted_ratio = 1.0 / gating.pruner.latency_table(cfg).speedup(
+            cfg.heads_per_layer, cfg.units_per_layer, after.heads_per_layer, after.units_per_layer)
     pruned_eval = evaluate(options, conversion.pruned, data.evaluation, "eval pruned")
     timings["eval_pruned_s"] = pruned_eval.seconds
     del gating  # the gated copy's graphs and optimizer state are no longer needed
@@ -944,6 +954,7 @@ def _complete(report: RunReport, options: PruneOptions, data: TaskData, start: B
     cfg = start.config
     head = {"num_labels": start.num_labels, "pooling": start.pooling}
     latency = measure_latency(options, cfg, head, start_params, conversion.pruned)
+    latency.predicted_ratio = conversion.predicted_ratio
 
     labels = data.evaluation["label_ids"]
     correct = {"start": before.predictions == labels, "pruned": pruned_eval.predictions == labels}

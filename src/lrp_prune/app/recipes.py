@@ -62,11 +62,11 @@ class Recipe:
     def options(self, **overrides: Any) -> PruneOptions:
         """The recipe's ``PruneOptions`` with ``overrides`` on top.
 
-        A ``target_heads`` (or ``target_flops``) override replaces the recipe's ``l0_penalty`` with 0
+        A ``target_heads`` (or ``target_flops``, ``target_speedup``) override replaces the recipe's ``l0_penalty`` with 0
         unless an ``l0_penalty`` is given too (a budget and a fixed lambda rarely belong together).
         """
         values = dict(self.values)
-        budget = overrides.get("target_heads") is not None or overrides.get("target_flops") is not None
+        budget = any(overrides.get(k) is not None for k in ("target_heads", "target_flops", "target_speedup"))
         if budget and "l0_penalty" not in overrides:
             values["l0_penalty"] = 0.0
         values.update(overrides)

@@ -287,7 +287,9 @@ def format_summary(r: dict[str, Any]) -> str:
     lines.append(f"parameters: {r['params_before']:,} -> {r['params_after']:,}")
     lat = r["latency"]
     lines.append(f"latency pruned/unpruned (batch {lat['batch_size']}, seq {lat['seq_length']}): "
-                 f"{lat['ratio_pruned_over_unpruned']:.3f}")
+                 f"{lat['ratio_pruned_over_unpruned']:.3f}"
+                 + (f" (the latency table predicted {lat['predicted_encoder_ratio']:.3f} for the encoder)"
+                    if lat.get("predicted_encoder_ratio") is not None else ""))
     if r.get("save_dir_path"):
         lines.append(f"pruned model: {r['save_dir_path']}")
     return "\n".join(lines)
@@ -363,11 +365,15 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"- attention FLOPs per sequence: {r['attention_flops_before']:,} -> {r['attention_flops_after']:,}",
         *[f"- {line}" for line in _ffn_lines(r)],
         f"- latency pruned / unpruned at batch {lat['batch_size']}, seq {lat['seq_length']} (median of "
-        f"{len(lat['pruned_s'])}, same run): **{lat['ratio_pruned_over_unpruned']:.3f}**",
+        f"{len(lat['pruned_s'])}, same run): **{lat['ratio_pruned_over_unpruned']:.3f}**"
+        + (f" (predicted for the encoder by the layer latency table: {lat['predicted_encoder_ratio']:.3f})"
+           if lat.get("predicted_encoder_ratio") is not None else ""),
         f"- wall time: {r['wall_time_s']:.0f} s",
     ]
     if r.get("target_heads") is not None:
         lines.append(f"- target heads: {r['target_heads']}")
+    if options.get("target_speedup") is not None:
+        lines.append(f"- target: an encoder speed-up of {options['target_speedup']:g}x (latency table of this machine)")
     if options.get("target_flops") is not None:
         lines.append(f"- target: keep {100 * options['target_flops']:.0f}% of the encoder's multiply-adds")
     lines += _class_tables(r)

@@ -54,7 +54,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 _PREFIXES = ("", "bert.", "bert.bert.")
-ALLOWED_MISSING_SUFFIXES = ("log_a", "budget.multipliers", "budget.target_now")  # what apply() adds
+ALLOWED_MISSING_SUFFIXES = ("log_a", "budget.multipliers", "budget.target_now", "budget.slopes")  # what apply() adds
 
 
 @dataclass

@@ -623,18 +623,29 @@ class BertModel(_HostChecked, nn.Cell):
         reg = Tensor(0.0, ms.float32)
         measured = Tensor(0.0, ms.float32)  # what the budget counts: open heads, or open compute
         counts_cost = False
+        counts_latency = False
         if self.budget is not None:
             counts_cost = self.budget.counts_cost
+            counts_latency = self.budget.counts_latency
+        i = 0
         for layer in self.bert_encoder.layers:
             head_gate = layer.attention.attention.gate
             if head_gate is not None:
                 reg = reg + head_gate.penalty()
-                measured = measured + (head_gate.expected_cost() if counts_cost else head_gate.expected_open())
+                if counts_latency:  # the table's slope per head of this layer, at the current widths
+                    measured = measured + self.budget.slopes[0, i] * head_gate.expected_open()
+                elif counts_cost:
+                    measured = measured + head_gate.expected_cost()
+                else:
+                    measured = measured + head_gate.expected_open()
             ffn_gate = layer.intermediate.gate
             if ffn_gate is not None:
                 reg = reg + ffn_gate.penalty()
-                if counts_cost:
+                if counts_latency:
+                    measured = measured + self.budget.slopes[1, i] * ffn_gate.expected_open()
+                elif counts_cost:
                     measured = measured + ffn_gate.expected_cost()
+            i += 1
         if self.budget is not None:
             reg = reg + self.budget(measured)
         return reg

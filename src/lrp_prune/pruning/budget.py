@@ -14,6 +14,9 @@ so a model with too many open heads is pushed harder and harder to close some,
 and one with too few is pushed to open them. ``convert()`` then keeps exactly
 ``T`` heads (see :meth:`LRPHeadPruner.convert`).
 
+With ``target_speedup`` (:class:`LatencyBudget`) it counts the encoder's time predicted from a
+latency table measured on this machine (:mod:`lrp_prune.pruning.latency`).
+
 With ``target_flops`` the same controller counts compute instead (``counts_cost``): ``E`` is
 the expected open compute in head-equivalents, every gate's P(open) weighted by its unit's
 multiply-adds over a head's (an FFN unit of MiniLM at 64 tokens costs about 0.014 heads), and
@@ -27,14 +30,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
 from lrp_prune.errors import expect, is_int, is_number
 
-__all__ = ["HeadBudget", "check_target", "check_flops_target", "resolve_target"]
+__all__ = ["HeadBudget", "LatencyBudget", "check_target", "check_flops_target", "check_speedup_target",
+           "resolve_target"]
 
 
 def check_target(target: float | int, field: str = "target_heads") -> float | int:
@@ -77,6 +81,18 @@ def resolve_target(target: float | int, total_heads: int) -> int:
     return int(target)
 
 
+def check_speedup_target(target: float, field: str = "target_speedup") -> float:
+    """A time budget: the predicted encoder speed-up to reach, a number > 1.
+
+    Example:
+        >>> check_speedup_target(2)
+        2.0
+    """
+    ok = is_number(target) and not isinstance(target, bool) and 1 < float(target) < 1000
+    expect(ok, field, "a speed-up above 1 (e.g. 2.0)", target)
+    return float(target)
+
+
 class HeadBudget(nn.Cell):
     """The Lagrangian term and its multipliers (non-trainable parameters updated from Python).
 
@@ -89,6 +105,8 @@ class HeadBudget(nn.Cell):
         counts_cost: measure open compute (every gate's P(open) times its unit's cost) instead of
             open heads.
     """
+
+    counts_latency = False  # LatencyBudget counts predicted time
 
     def __init__(self, target: float, total_heads: float, warmup_steps: int = 100, lr: float = 0.01,
                  counts_cost: bool = False) -> None:
@@ -132,3 +150,56 @@ class HeadBudget(nn.Cell):
         lam = self.multipliers.asnumpy()
         return {"target": self.target, "target_now": self.current_target(), "lambda_1": float(lam[0]),
                 "lambda_2": float(lam[1]), "steps": self.steps}
+
+
+class LatencyBudget(HeadBudget):
+    """The same controller on *predicted time*, from a measured :class:`~lrp_prune.pruning.latency.LatencyTable`.
+
+    Time is counted in unpruned-layer times (one full layer = 1), so the gap has the scale of a
+    heads budget's. After each optimizer step, :meth:`update_layers` reads the expected open heads
+    and units of every layer, predicts the encoder's time from the table (bilinear), takes one
+    ascent step of the multipliers on ``predicted - T_t``, and linearises the table there: each
+    layer's slope per head and per unit (``slopes``) weights its gates' P(open) in the graph, and
+    ``target_now`` is shifted by the linearisation's offset so that the in-graph gap equals the
+    predicted one at the current point.
+
+    Args:
+        table: the layer latency table of this model's shapes, batch size and sequence length.
+        speedup: the predicted encoder speed-up to reach (> 1).
+        heads, units: heads and FFN units each layer has when gated.
+        warmup_steps, lr: as :class:`HeadBudget`.
+    """
+
+    counts_cost = False
+    counts_latency = True
+
+    def __init__(self, table: Any, speedup: float, heads: Sequence[int], units: Sequence[int],
+                 warmup_steps: int = 100, lr: float = 0.001) -> None:
+        self.table = table
+        self.unit_time = table.at(table.heads[-1], table.units[-1])  # one unpruned layer
+        total = table.model_seconds(heads, units) / self.unit_time
+        super().__init__(total / float(speedup), total, warmup_steps, lr, counts_cost=True)
+        self.counts_cost = False
+        self.speedup = float(speedup)
+        self.slopes = Parameter(Tensor(np.zeros((2, len(heads)), np.float32)), name="slopes", requires_grad=False)
+
+    def predicted(self, heads: Sequence[float], units: Sequence[float]) -> float:
+        """Predicted encoder time in unpruned-layer times."""
+        return self.table.model_seconds(heads, units) / self.unit_time
+
+    def update_layers(self, heads: Sequence[float], units: Sequence[float]) -> dict[str, Any]:
+        """One controller step from the expected open heads and units of every layer."""
+        self.steps += 1
+        target_now = self.current_target()
+        predicted = self.predicted(heads, units)
+        slopes = np.array([self.table.slopes(h, u) for h, u in zip(heads, units)], np.float64).T / self.unit_time
+        linear = float((slopes[0] * np.asarray(heads) + slopes[1] * np.asarray(units)).sum())
+        gap = predicted - target_now
+        lam = self.multipliers.asnumpy().astype(np.float64)
+        lam[0] += self.lr * gap
+        lam[1] = max(0.0, lam[1] + self.lr * gap * gap)
+        self.multipliers.set_data(Tensor(lam.astype(np.float32)))
+        self.slopes.set_data(Tensor(slopes.astype(np.float32)))
+        self.target_now.set_data(Tensor(np.float32(target_now - (predicted - linear))))
+        return {"expected_open": predicted, "target_now": target_now, "lambda_1": float(lam[0]),
+                "lambda_2": float(lam[1])}

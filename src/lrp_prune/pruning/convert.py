@@ -53,7 +53,8 @@ __all__ = ["convert_gated", "count_params", "ungated_params", "rebuild_pruned"]
 
 logger = logging.getLogger(__name__)
 
-_GATE_STATE = ("log_a", "gate.mask", "gate.scale", "budget.multipliers", "budget.target_now")  # what apply() adds
+_GATE_STATE = ("log_a", "gate.mask", "gate.scale", "budget.multipliers", "budget.target_now",
+               "budget.slopes")  # what apply() adds
 
 
 def count_params(model: nn.Cell) -> int:

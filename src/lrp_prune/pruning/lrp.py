@@ -33,7 +33,8 @@ from lrp_prune.network.bert import refresh_cell
 from lrp_prune.network.config import BertConfig
 from lrp_prune.network.gates import FFN, HEADS, STRUCTURES, ModelGates
 from lrp_prune.network.hard_concrete import GateSettings, HardConcreteGate, initial_log_a
-from lrp_prune.pruning.budget import HeadBudget, check_flops_target, check_target, resolve_target
+from lrp_prune.pruning.budget import (HeadBudget, LatencyBudget, check_flops_target, check_speedup_target,
+                                     check_target, resolve_target)
 from lrp_prune.pruning.convert import convert_gated
 
 __all__ = [
@@ -97,6 +98,11 @@ class PrunerConfig:
             At most one of ``target_heads`` and ``target_flops``.
         cost_seq_length: tokens per sequence at which a unit's compute is counted (the run's
             ``max_seq_length``); ``None``: the model config's ``seq_length``.
+        target_speedup: the encoder speed-up (> 1) to reach, predicted from a latency table of one
+            layer measured on this machine (ZipLM); at most one of the three targets.
+        latency_batch_size: the batch size the latency table is measured at (the one you will serve).
+        latency_table: a :class:`~lrp_prune.pruning.latency.LatencyTable` to use instead of measuring
+            (or loading the cached one).
     """
 
     gate: GateSettings
@@ -109,6 +115,9 @@ class PrunerConfig:
     structures: tuple[str, ...] = ("heads",)
     target_flops: float | None = None
     cost_seq_length: int | None = None
+    target_speedup: float | None = None
+    latency_batch_size: int = 32  # the batch the table is timed at: CPU serving in batches
+    latency_table: Any = None
 
     def __post_init__(self) -> None:
         expect(isinstance(self.gate, GateSettings), "gate", "a GateSettings", self.gate)
@@ -123,6 +132,18 @@ class PrunerConfig:
                    f"target_heads={self.target_heads} and target_flops={self.target_flops}")
         object.__setattr__(self, "cost_seq_length", check_int(self.cost_seq_length, "cost_seq_length", minimum=1,
                                                               optional=True))
+        if self.target_speedup is not None:
+            object.__setattr__(self, "target_speedup", check_speedup_target(self.target_speedup))
+            given = [n for n in ("target_heads", "target_flops") if getattr(self, n) is not None]
+            expect(not given, "target_speedup", "no other target beside it (give one budget)",
+                   f"{given[0]}={getattr(self, given[0])}" if given else None)
+        object.__setattr__(self, "latency_batch_size", check_int(self.latency_batch_size, "latency_batch_size",
+                                                                 minimum=1))
+        if self.latency_table is not None:
+            from lrp_prune.pruning.latency import LatencyTable
+
+            expect(isinstance(self.latency_table, LatencyTable), "latency_table", "a LatencyTable",
+                   type(self.latency_table).__name__)
         if isinstance(self.log_a_init, (np.ndarray, list, tuple)):
             grid = np.asarray(self.log_a_init, dtype=np.float64)
             expect(grid.ndim == 2 and grid.size > 0 and bool(np.isfinite(grid).all()), "log_a_init",
@@ -152,9 +173,8 @@ class PrunerConfig:
         unknown = sorted(set(config) - set(_KNOWN_KEYS))
         if unknown:
             raise LRPPruneError(f"config: unknown keys {unknown}; known keys are {list(_KNOWN_KEYS)}")
-        expect("l0_penalty" in config or config.get("target_heads") is not None
-               or config.get("target_flops") is not None, "l0_penalty",
-               "a number >= 0 (required unless target_heads or target_flops is given)", "no l0_penalty key")
+        expect("l0_penalty" in config or any(config.get(k) is not None for k in _TARGETS), "l0_penalty",
+               "a number >= 0 (required unless a target is given)", "no l0_penalty key")
         limits = config.get("stretch_limits", (-0.1, 1.1))
         gate = GateSettings(temperature=config.get("temperature", 0.33),
                             stretch_limits=tuple(limits) if isinstance(limits, list) else limits,
@@ -171,12 +191,14 @@ class PrunerConfig:
                    budget_warmup_steps=config.get("budget_warmup_steps", 100),
                    budget_lr=config.get("budget_lr", 0.001), seed=config.get("seed"),
                    structures=config.get("structures", ("heads",)), target_flops=config.get("target_flops"),
-                   cost_seq_length=config.get("cost_seq_length"))
+                   cost_seq_length=config.get("cost_seq_length"), target_speedup=config.get("target_speedup"),
+                   latency_batch_size=config.get("latency_batch_size", 32), latency_table=config.get("latency_table"))
 
 
 _KNOWN_KEYS = ("model_params", "model_config", "l0_penalty", "temperature", "stretch_limits", "eps",
                "log_a_init", "target_heads", "budget_warmup_steps", "budget_lr", "seed", "structures",
-               "target_flops", "cost_seq_length")
+               "target_flops", "cost_seq_length", "target_speedup", "latency_batch_size", "latency_table")
+_TARGETS = ("target_heads", "target_flops", "target_speedup")
 
 
 def _as_bert_config(value: Any, field: str) -> Any:
@@ -313,7 +335,11 @@ class LRPHeadPruner:
             cost = self.unit_cost(config)
             gates.install(lambda _, n: HardConcreteGate(n, cfg_.gate, ffn_init, rng, cost=cost), FFN)
         target = self._budget(config)
-        if target is not None:
+        if cfg_.target_speedup is not None:
+            bert.budget = LatencyBudget(self.latency_table(config), cfg_.target_speedup, config.heads_per_layer,
+                                        config.units_per_layer, cfg_.budget_warmup_steps, cfg_.budget_lr)
+            target = (bert.budget.target, bert.budget.total_heads)
+        elif target is not None:
             bert.budget = HeadBudget(*target, cfg_.budget_warmup_steps, cfg_.budget_lr,
                                      counts_cost=cfg_.target_flops is not None)
         bert.return_reg = model is bert
@@ -325,7 +351,8 @@ class LRPHeadPruner:
                                  ((HEADS, config.total_heads), (FFN, config.total_units)) if s.name in cfg_.structures),
                     config.num_hidden_layers, cfg_.gate.l0_penalty,
                     "" if target is None else f", budget {target[0]:g} of {target[1]:g}"
-                    + (" head-equivalents" if cfg_.target_flops is not None else " heads"))
+                    + (" head-equivalents" if cfg_.target_flops is not None else
+                       " unpruned-layer times" if cfg_.target_speedup is not None else " heads"))
         return model
 
     def unit_cost(self, config: BertConfig) -> float:
@@ -341,6 +368,16 @@ class LRPHeadPruner:
         """
         seq = self.config.cost_seq_length or config.seq_length
         return config.unit_macs(seq) / config.head_macs(seq)
+
+    def latency_table(self, config: BertConfig):
+        """The layer latency table of ``config``'s shapes at ``latency_batch_size`` and ``cost_seq_length``:
+        the one given, else the cached measurement of this machine (measured once, about a minute)."""
+        if self.config.latency_table is not None:
+            return self.config.latency_table
+        from lrp_prune.pruning.latency import cached_layer_table
+
+        return cached_layer_table(config, self.config.latency_batch_size,
+                                  self.config.cost_seq_length or config.seq_length)
 
     def _budget(self, config: BertConfig) -> tuple[float, float] | None:
         """``(target, total)`` of the budget in what it counts (heads, or head-equivalents), or ``None``."""
@@ -374,6 +411,8 @@ class LRPHeadPruner:
         """
         gates = ModelGates(model, "update_budget")
         budget = gates.bert.budget
+        if budget is not None and budget.counts_latency:
+            return budget.update_layers(*_expected_widths(gates))
         expected = gates.expected_cost() if budget is not None and budget.counts_cost else gates.expected_open(HEADS)
         if budget is None:
             return {"expected_open": expected}
@@ -481,6 +520,56 @@ def _get_gate_values(self: nn.Cell) -> np.ndarray:
     return ModelGates(self, "get_gate_values").values(HEADS)
 
 
+def _expected_widths(gates: ModelGates) -> tuple[np.ndarray, np.ndarray]:
+    """Expected open heads and FFN units of every layer (an ungated structure counts what the layer has)."""
+    config = gates.config
+    out = []
+    for structure, fixed in ((HEADS, config.heads_per_layer), (FFN, config.units_per_layer)):
+        if gates.gated(structure):
+            out.append(np.nan_to_num(np.nansum(gates.prob_open(structure, clip=True), axis=1)))
+        else:
+            out.append(np.asarray(fixed, dtype=float))
+    return out[0], out[1]
+
+
+def _latency_projection(gates: ModelGates, caller: str) -> dict[str, Any]:
+    """Open units in order of P(open), each kept while the predicted time stays within the budget."""
+    budget, config = gates.bert.budget, gates.config
+    counts = {}
+    candidates = []
+    for structure, fixed in ((HEADS, config.heads_per_layer), (FFN, config.units_per_layer)):
+        if gates.gated(structure):
+            counts[structure.name] = np.zeros(config.num_hidden_layers)
+            p_open, values = gates.prob_open(structure), gates.values(structure, missing=np.nan)
+            candidates += [(p_open[lu], values[lu], structure.name, *lu) for lu in gates.open_units(structure)]
+        else:
+            counts[structure.name] = np.asarray(fixed, dtype=float)
+    ranked = sorted(candidates, key=lambda c: (c[0], c[1], c[3], c[4]), reverse=True)
+    layer_time = [budget.table.at(counts["heads"][i], counts["ffn"][i]) / budget.unit_time
+                  for i in range(config.num_hidden_layers)]
+    total, dropped = sum(layer_time), []
+    for c in ranked:
+        name, layer = c[2], c[3]
+        counts[name][layer] += 1
+        new = budget.table.at(counts["heads"][layer], counts["ffn"][layer]) / budget.unit_time
+        if total - layer_time[layer] + new <= budget.target + 1e-9:
+            total += new - layer_time[layer]
+            layer_time[layer] = new
+        else:
+            counts[name][layer] -= 1
+            dropped.append(c)
+    by_structure: dict[str, list[tuple[int, int]]] = {}
+    for c in dropped:
+        by_structure.setdefault(c[2], []).append((int(c[3]), int(c[4])))
+    if dropped:
+        logger.warning("%s: closing %s beyond the target_speedup budget (predicted time %.3f of %.3f unpruned-layer "
+                       "times kept); convert(..., enforce_target=False) keeps every open unit instead", caller,
+                       ", ".join(f"{len(v)} {STRUCTURES[k].unit}s" for k, v in by_structure.items()), total,
+                       budget.total_heads)
+    return {"open_before": len(ranked), "target": budget.target, "predicted": total,
+            "closed": by_structure.get("heads", []), "closed_by_structure": by_structure}
+
+
 def _target_projection(gates: ModelGates, caller: str) -> dict[str, Any]:
     """The open units beyond the budget, ranked by P(open) (ties: by eval gate); nothing is changed.
 
@@ -489,6 +578,8 @@ def _target_projection(gates: ModelGates, caller: str) -> dict[str, Any]:
     while they fit in the target compute.
     """
     budget = gates.bert.budget
+    if budget.counts_latency:
+        return _latency_projection(gates, caller)
     target = budget.target
     candidates = []  # (P(open), eval gate, structure, layer, unit, cost)
     for structure in (gates.gated_structures() if budget.counts_cost else [HEADS]):
