@@ -59,6 +59,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # LRP with its gates started from the Fisher importance (compare with the same recipe, open init)
     "fast-importance": dict(freeze_word_embeddings=True, finetune_steps=180, train_steps=150, l0_penalty=0.015,
                             log_a_init="importance"),
+    # heads and FFN units under one time budget (issue: FFN pruning): the fast recipe's steps, an encoder
+    # speed-up of 2.0 at batch 32 and 64 tokens predicted from this machine's layer latency table
+    "ffn-2x": dict(freeze_word_embeddings=True, finetune_steps=180, train_steps=150, l0_penalty=0.0,
+                   structures=("heads", "ffn"), target_speedup=2.0),
+    "ffn-2x-importance": dict(freeze_word_embeddings=True, finetune_steps=180, train_steps=150, l0_penalty=0.0,
+                              structures=("heads", "ffn"), target_speedup=2.0, log_a_init="importance"),
 }
 #: Lambda of a recipe for a budget other than its own (about 36 heads): (recipe, budget) -> lambda.
 #: Without an entry a budget runs with ``target_heads``; on 150-190 gated steps the controller
@@ -114,10 +120,15 @@ def run_one(name: str, budget: int, seed: int, final: bool, overrides: dict[str,
            "control_cached": r.get("control_cached"), "seconds": round(seconds, 1), "method": r["method"],
            "timings": {k: round(v, 1) for k, v in r["timings"].items()},
            "latency_ratio": r["latency"]["ratio_pruned_over_unpruned"],
+           "predicted_encoder_ratio": r["latency"].get("predicted_encoder_ratio"),
+           "units_kept": r.get("units_kept"), "units_kept_per_layer": r.get("units_kept_per_layer"),
+           "heads_kept_per_layer": r.get("heads_kept_per_layer"),
+           "encoder_flops_ratio": r["encoder_flops_after"] / r["encoder_flops_before"],
            "options": {k: r["options"][k] for k in ("finetune_steps", "train_steps", "l0_penalty", "target_heads",
                                                      "learning_rate", "finetune_lr", "distill", "distill_alpha",
                                                      "distill_temperature", "buckets", "dropout", "log_a_init",
-                                                     "importance_examples", "mask_tuning")},
+                                                     "importance_examples", "mask_tuning", "structures",
+                                                     "target_flops", "target_speedup")},
            "when": time.strftime("%Y-%m-%d %H:%M")}
     if final and r["eval_pairs"] == 2000:  # eval_limit 2000 on test: these are the demo's pairs
         row["demo_2000"] = {"start": row["start"], "control": row["control"], "pruned": row["pruned"],
@@ -263,7 +274,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 out.append(f"| {recipe} | {budget} | {len(rs_here)} | {heads} | {label} | {cell['start']} | "
                            f"{cell['control']} | {cell['pruned']} | {cell['drop']} |")
         out.append("")
-    return "\n".join(out + _after_finetuning(rows))
+    return "\n".join(out + _after_finetuning(rows) + _ffn(rows))
 
 
 def _seconds_after_finetuning(r: dict[str, Any]) -> float:
@@ -292,6 +303,26 @@ def _after_finetuning(rows: list[dict[str, Any]]) -> list[str]:
         out.append(f"| {r['recipe']} | {r['budget']} | {r['seed']} | {r['pairs']} | {r['heads_kept']} | "
                    f"{_pct(r['start'])} | {_pct(r['control'])} | {_pct(r['pruned'])} | "
                    f"{100 * r['drop']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] | {_seconds_after_finetuning(r):.0f} |")
+    return out + [""]
+
+
+def _ffn(rows: list[dict[str, Any]]) -> list[str]:
+    """Runs that pruned FFN units too: where the time went and what it cost."""
+    picked = [r for r in rows if "ffn" in (r.get("options", {}).get("structures") or ())]
+    if not picked:
+        return []
+    out = ["", "## Heads and FFN units together", "",
+           "Latency: pruned / unpruned classifier, batch 32, 64 tokens, median of interleaved repeats in the same "
+           "run; predicted: the encoder's ratio from the layer latency table the budget used.", "",
+           "| recipe | split | seed | heads kept | FFN units kept | encoder MACs kept | predicted | measured latency "
+           "| start | control | pruned | drop [95%] | s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in picked:
+        lo, hi = r["drop_ci95"]
+        predicted = r.get("predicted_encoder_ratio")
+        out.append(f"| {r['recipe']} | {r['split']} | {r['seed']} | {r['heads_kept']} | {r['units_kept']} | "
+                   f"{r['encoder_flops_ratio']:.3f} | {'-' if predicted is None else f'{predicted:.3f}'} | "
+                   f"{r['latency_ratio']:.3f} | {_pct(r['start'])} | {_pct(r['control'])} | {_pct(r['pruned'])} | "
+                   f"{100 * r['drop']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] | {r['seconds']:.0f} |")
     return out + [""]
 
 
