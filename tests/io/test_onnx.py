@@ -143,3 +143,20 @@ def test_a_pruned_minilm_with_an_empty_layer_runs_in_onnxruntime(tmp_path):
     path = export_onnx(pruned, tmp_path / "minilm.onnx")
     assert [n for n, _ in onnx_layer_widths(path)] == kept
     assert check_onnx(pruned, path, ((2, 24), (5, 64))) <= 1e-4
+
+
+def test_a_converted_model_with_ffn_units_pruned_runs_in_onnxruntime(tmp_path):
+    from lrp_prune.network.gates import FFN, ModelGates
+
+    cfg = tiny_config(layer_heads=UNEVEN, hidden_act="gelu_new")
+    pruner = make_pruner(structures=["heads", "ffn"])
+    gated = pruner.apply(classifier(cfg, "mean"))
+    gates = ModelGates(gated)
+    log_a = np.where(np.random.default_rng(3).random((3, 37)) < 0.4, -5.0, 4.0)
+    log_a[2] = -5.0  # one layer without any unit
+    gates.set_log_a(log_a, FFN)
+    pruned = pruner.convert(gated)
+    widths = [(len(pruned.config.heads_of(i)), pruned.config.units_per_layer[i]) for i in range(3)]
+    path = export_onnx(pruned, tmp_path / "ffn")
+    assert onnx_layer_widths(path) == widths and widths[2] == (1, 0)
+    assert check_onnx(pruned, path, SHAPES) <= 1e-4
