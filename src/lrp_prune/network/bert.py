@@ -812,14 +812,8 @@ def prune_heads(model: nn.Cell, heads_to_prune: dict, gate_values: np.ndarray | 
         >>> model.config.layer_heads
         ((0, 3), ())
     """
-    bert = the_bert(model, "prune_heads")
-    cfg = bert.config
-    plan = normalise_heads_to_prune(heads_to_prune, cfg.num_hidden_layers, cfg.num_attention_heads)
-    if gate_values is not None:
-        gate_values = np.asarray(gate_values, dtype=np.float64)
-        expect(gate_values.shape == (cfg.num_hidden_layers, cfg.num_attention_heads), "gate_values",
-               f"shape {(cfg.num_hidden_layers, cfg.num_attention_heads)}", gate_values.shape)
-    _refuse_gated(bert, "prune_heads")
+    bert, cfg, plan, gate_values = _pruning_plan(model, "prune_heads", heads_to_prune, gate_values,
+                                                 "num_attention_heads", "heads_to_prune", "head")
     new_layer_heads = []
     for i, layer in enumerate(bert.bert_encoder.layers):
         attention = layer.attention.attention
@@ -850,16 +844,8 @@ def prune_ffn(model: nn.Cell, units_to_prune: dict, gate_values: np.ndarray | No
         >>> model.config.units_per_layer, model.config.layer_units[0]
         ((7, 0), (30, 31, 32, 33, 34, 35, 36))
     """
-    bert = the_bert(model, "prune_ffn")
-    cfg = bert.config
-    plan = normalise_heads_to_prune({k: list(v) for k, v in dict(units_to_prune).items()}
-                                    if isinstance(units_to_prune, dict) else units_to_prune,
-                                    cfg.num_hidden_layers, cfg.intermediate_size, "units_to_prune", "unit")
-    if gate_values is not None:
-        gate_values = np.asarray(gate_values, dtype=np.float64)
-        expect(gate_values.shape == (cfg.num_hidden_layers, cfg.intermediate_size), "gate_values",
-               f"shape {(cfg.num_hidden_layers, cfg.intermediate_size)}", gate_values.shape)
-    _refuse_gated(bert, "prune_ffn")
+    bert, cfg, plan, gate_values = _pruning_plan(model, "prune_ffn", units_to_prune, gate_values,
+                                                 "intermediate_size", "units_to_prune", "unit")
     new_layer_units = []
     for i, layer in enumerate(bert.bert_encoder.layers):
         layer_plan = plan_units(layer.intermediate.units, plan[i])
@@ -868,6 +854,22 @@ def prune_ffn(model: nn.Cell, units_to_prune: dict, gate_values: np.ndarray | No
         new_layer_units.append(layer.intermediate.units)
     bert.config = cfg.with_layer_units(new_layer_units)
     return refresh_cell(model)
+
+
+def _pruning_plan(model: nn.Cell, caller: str, to_prune: dict, gate_values, width_field: str, name: str,
+                  unit: str) -> tuple[BertModel, BertConfig, dict[int, list[int]], np.ndarray | None]:
+    """The checked inputs of :func:`prune_heads` / :func:`prune_ffn`: the model's BertModel (ungated), its
+    config, ``{layer: [indices]}`` with every layer present, and the gate values as float64."""
+    bert = the_bert(model, caller)
+    cfg = bert.config
+    width = getattr(cfg, width_field)
+    plan = normalise_heads_to_prune(to_prune, cfg.num_hidden_layers, width, name, unit)
+    if gate_values is not None:
+        gate_values = np.asarray(gate_values, dtype=np.float64)
+        expect(gate_values.shape == (cfg.num_hidden_layers, width), "gate_values",
+               f"shape {(cfg.num_hidden_layers, width)}", gate_values.shape)
+    _refuse_gated(bert, caller)
+    return bert, cfg, plan, gate_values
 
 
 def _refuse_gated(bert: BertModel, caller: str) -> None:

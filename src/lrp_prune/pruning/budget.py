@@ -61,9 +61,13 @@ def check_flops_target(target: float, field: str = "target_flops") -> float:
         >>> check_flops_target(0.5)
         0.5
     """
-    ok = is_number(target) and not isinstance(target, bool) and 0 < float(target) < 1
-    expect(ok, field, "a fraction in (0, 1) of the encoder's multiply-adds to keep", target)
-    return float(target)
+    return _between(target, field, 0.0, 1.0, "a fraction in (0, 1) of the encoder's multiply-adds to keep")
+
+
+def _between(value: Any, field: str, low: float, high: float, expected: str) -> float:
+    """``value`` as a float strictly between ``low`` and ``high``, or the library's error."""
+    expect(is_number(value) and not isinstance(value, bool) and low < float(value) < high, field, expected, value)
+    return float(value)
 
 
 def resolve_target(target: float | int, total_heads: int) -> int:
@@ -88,9 +92,7 @@ def check_speedup_target(target: float, field: str = "target_speedup") -> float:
         >>> check_speedup_target(2)
         2.0
     """
-    ok = is_number(target) and not isinstance(target, bool) and 1 < float(target) < 1000
-    expect(ok, field, "a speed-up above 1 (e.g. 2.0)", target)
-    return float(target)
+    return _between(target, field, 1.0, 1000.0, "a speed-up above 1 (e.g. 2.0)")
 
 
 class HeadBudget(nn.Cell):
