@@ -200,7 +200,7 @@ def test_pruned_equals_gated_equals_reference_with_heads_and_ffn(pattern):
 
 
 @pytest.mark.slow
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_property_heads_and_ffn_closed_at_random_save_reload_export_prune_twice(data):
     n_heads = data.draw(st.integers(1, 4), "heads")
