@@ -70,6 +70,17 @@ def test_a_target_replaces_the_recipes_lambda_unless_both_are_given():
     assert parse_target("36") == 36 and isinstance(parse_target("36"), int) and parse_target("0.25") == 0.25
 
 
+def test_a_budget_given_replaces_a_recipe_s_budget():
+    with_target = Recipe("demo", "", dict(DEMO.values, target_heads=36, l0_penalty=0.015))
+    assert (with_target.options().target_heads, with_target.options().l0_penalty) == (36, 0.015)
+    flops = with_target.options(target_flops=0.5, structures=("heads", "ffn"))
+    assert (flops.target_heads, flops.target_flops, flops.l0_penalty) == (None, 0.5, 0.0)
+    lam = with_target.options(l0_penalty=0.02)  # lambda alone: the lambda mode
+    assert (lam.target_heads, lam.l0_penalty) == (None, 0.02)
+    speed = with_target.options(target_speedup=2.0, l0_penalty=0.001)
+    assert (speed.target_heads, speed.target_speedup, speed.l0_penalty) == (None, 2.0, 0.001)
+
+
 def test_max_seq_length_trims_the_buckets():
     assert DEMO.options(max_seq_length=48).buckets == (32, 48)
     assert DEMO.options(max_seq_length=16).buckets == (16,)

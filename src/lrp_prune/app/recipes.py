@@ -62,12 +62,18 @@ class Recipe:
     def options(self, **overrides: Any) -> PruneOptions:
         """The recipe's ``PruneOptions`` with ``overrides`` on top.
 
-        A ``target_heads`` (or ``target_flops``, ``target_speedup``) override replaces the recipe's ``l0_penalty`` with 0
-        unless an ``l0_penalty`` is given too (a budget and a fixed lambda rarely belong together).
+        A budget you give replaces the recipe's: a target (``target_heads``, ``target_flops`` or
+        ``target_speedup``) replaces the recipe's target and its ``l0_penalty`` (with 0, unless an
+        ``l0_penalty`` is given too: a budget and a fixed lambda rarely belong together); an
+        ``l0_penalty`` alone asks for the lambda mode, so the recipe's target goes.
         """
         values = dict(self.values)
-        budget = any(overrides.get(k) is not None for k in ("target_heads", "target_flops", "target_speedup"))
-        if budget and "l0_penalty" not in overrides:
+        targets = ("target_heads", "target_flops", "target_speedup")
+        given_target = any(overrides.get(k) is not None for k in targets)
+        if given_target or "l0_penalty" in overrides:
+            for key in targets:
+                values.pop(key, None)
+        if given_target and "l0_penalty" not in overrides:
             values["l0_penalty"] = 0.0
         values.update(overrides)
         values["recipe"] = self.name
