@@ -227,6 +227,16 @@ NOTES = [
     "importance`) 77.40% / 76.60% / 76.70% (-1.45 / -1.65 / -1.60). The best LRP numbers on these pairs, on test: the lead "
     "for the next recipe choice, to be made on validation. Runs beside `make test` were killed for memory (12 GB each beside 14 GB) and are "
     "not listed.",
+    "**Choice on validation, three gated seeds each (2026-12-03, session 6)**, all from one fine-tuning of "
+    "the fast recipe on the training split without the validation premises (start 72.35%; controls "
+    "73.90 / 74.85 / 75.75% at seeds 1 / 2 / 3): the default (lambda 0.015) kept 34 / 34 / 38 heads at "
+    "73.60 / 73.35 / 74.00% (drops -0.30 / -1.50 / -1.75, mean -1.18); `target_heads=36` from the importance "
+    "init 72.65 / 72.00 / 73.00% (-1.25 / -2.85 / -2.75, mean -2.28); `target_heads=36` from the open init "
+    "71.70 / 70.75 / 71.45% (-2.20 / -4.10 / -4.30, mean -3.53). So the default stays: lambda beats both "
+    "target modes at about the same number of heads at every seed; within the target mode the importance "
+    "init is better at every seed (+1.25 on average, as on test), so it is the recipe to use when a head "
+    "count must be exact. The test pairs had suggested the opposite (lambda removed 43 heads at test seed "
+    "1): a reminder of why the choice is made here.",
 ]
 
 
