@@ -62,7 +62,7 @@ def render(doc: dict[str, Any]) -> str:
     speed, peer = doc["speedup"], doc.get("peer")
     sh = speed["shapes"]
     lines = ["# Heads + FFN pruned together: measured speed-up / FLOPs ideal", "",
-             f"- date {doc['finished_at']}; {doc['machine'].get('cpu_model', '?')}, {doc['machine'].get('cpus', '?')} "
+             f"- date {doc['finished_at']}; {doc['machine'].get('cpu_model', '?')}, {doc['machine'].get('logical_cores', '?')} "
              f"CPUs; mindspore {doc['versions'].get('mindspore')}; GRAPH_MODE, CPU; torch threads {doc.get('torch_threads')}",
              f"- shapes: {sh['num_hidden_layers']} layers, hidden {sh['hidden_size']}, {sh['num_attention_heads']} heads, "
              f"FFN {sh['intermediate_size']}, seq {sh['seq_length']}; each level removes that fraction of the heads "
