@@ -116,7 +116,7 @@ def plot_ffn_widths(path: str | Path, width: int, kept: Sequence[int], steps: Se
         >>> import tempfile, os
         >>> p = plot_ffn_widths(os.path.join(tempfile.mkdtemp(), "f.png"), 37, [30, 0, 12], [1, 10], [[37, 37, 37],
         ...                     [31.5, 2.0, 14.2]])
-        >>> p.read_bytes()[:4] == b"\x89PNG"
+        >>> p.read_bytes()[:4] == b"\\x89PNG"
         True
     """
     kept = np.asarray(kept, dtype=float)
