@@ -29,7 +29,7 @@ from lrp_prune.errors import (LRPPruneError, check_bool, check_choice, check_fra
                               expect, is_int)
 from lrp_prune.network.bert import POOLINGS
 from lrp_prune.network.hard_concrete import GateSettings, initial_log_a
-from lrp_prune.pruning.budget import check_flops_target, check_speedup_target, check_target
+from lrp_prune.pruning.budget import check_targets
 from lrp_prune.pruning.lrp import DEFAULT_LOG_A_INIT
 
 __all__ = ["PruneOptions", "MINILM_NAME", "COMMANDS", "option", "add_option_flags", "given_options", "flag_of",
@@ -363,22 +363,15 @@ class PruneOptions:
         for name in ("distribute", "enable_save_ckpt", "enable_lossscale", "do_shuffle", "enable_data_sink",
                      "dropout", "progress", "distill", "control", "freeze_word_embeddings", "mask_tuning"):
             set_(name, check_bool(getattr(self, name), name))
-        if self.target_heads is not None:
-            set_("target_heads", check_target(self.target_heads))
+        heads, flops, speedup = check_targets(self.target_heads, self.target_flops, self.target_speedup, "--")
+        set_("target_heads", heads)
+        set_("target_flops", flops)
+        set_("target_speedup", speedup)
         structures = self.structures
         expect(isinstance(structures, (tuple, list)) and len(structures) > 0
                and all(n in ("heads", "ffn") for n in structures) and len(set(structures)) == len(structures),
                "structures", "heads, ffn or heads,ffn", structures)
         set_("structures", tuple(n for n in ("heads", "ffn") if n in structures))
-        if self.target_flops is not None:
-            set_("target_flops", check_flops_target(self.target_flops))
-            expect(self.target_heads is None, "target_flops", "no --target_heads beside it (give one budget)",
-                   f"target_heads={self.target_heads}")
-        if self.target_speedup is not None:
-            set_("target_speedup", check_speedup_target(self.target_speedup))
-            other = [n for n in ("target_heads", "target_flops") if getattr(self, n) is not None]
-            expect(not other, "target_speedup", "no other target beside it (give one budget)",
-                   f"{other[0]}={getattr(self, other[0])}" if other else None)
         if self.target_heads is not None:
             expect("heads" in self.structures, "target_heads", "heads among --structures", ",".join(self.structures))
         if self.method == "fisher":

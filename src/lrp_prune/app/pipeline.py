@@ -921,7 +921,7 @@ def run_prune(options: PruneOptions, runtime: Runtime | None = None) -> RunRepor
     conversion = convert(options, gating)
     if options.target_speedup is not None:  # what the table predicts for the layout convert() kept
         after = find_bert(conversion.pruned)[0][1].config
-        conversion.predicted_ratio = 1.0 / gating.pruner.latency_table(cfg).speedup(
+        conversion.predicted_ratio = 1.0 / gating.gated.bert.budget.table.speedup(
             cfg.heads_per_layer, cfg.units_per_layer, after.heads_per_layer, after.units_per_layer)
     pruned_eval = evaluate(options, conversion.pruned, data.evaluation, "eval pruned")
     timings["eval_pruned_s"] = pruned_eval.seconds

@@ -38,7 +38,7 @@ from mindspore import Parameter, Tensor, nn
 from lrp_prune.errors import expect, is_int, is_number
 
 __all__ = ["HeadBudget", "LatencyBudget", "check_target", "check_flops_target", "check_speedup_target",
-           "resolve_target"]
+           "check_targets", "resolve_target"]
 
 
 def check_target(target: float | int, field: str = "target_heads") -> float | int:
@@ -93,6 +93,35 @@ def check_speedup_target(target: float, field: str = "target_speedup") -> float:
         2.0
     """
     return _between(target, field, 1.0, 1000.0, "a speed-up above 1 (e.g. 2.0)")
+
+
+def check_targets(target_heads: Any, target_flops: Any, target_speedup: Any,
+                  flag: str = "") -> tuple[float | int | None, float | None, float | None]:
+    """The three budgets checked together: each in its range, and at most one of them given.
+
+    ``flag`` prefixes the names in messages (``"--"`` for the command line).
+
+    Example:
+        >>> check_targets(36, None, None)
+        (36, None, None)
+        >>> try:
+        ...     check_targets(None, 0.5, 2.0)
+        ... except ValueError as err:
+        ...     print(err)
+        target_speedup: expected no other target beside it (give one budget), got 'target_flops=0.5'
+    """
+    if target_heads is not None:
+        target_heads = check_target(target_heads)
+    if target_flops is not None:
+        target_flops = check_flops_target(target_flops)
+        expect(target_heads is None, "target_flops", f"no {flag}target_heads beside it (give one budget)",
+               f"target_heads={target_heads}")
+    if target_speedup is not None:
+        target_speedup = check_speedup_target(target_speedup)
+        other = [(n, v) for n, v in (("target_heads", target_heads), ("target_flops", target_flops)) if v is not None]
+        expect(not other, "target_speedup", "no other target beside it (give one budget)",
+               f"{other[0][0]}={other[0][1]}" if other else None)
+    return target_heads, target_flops, target_speedup
 
 
 class HeadBudget(nn.Cell):

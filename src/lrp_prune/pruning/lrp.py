@@ -33,8 +33,7 @@ from lrp_prune.network.bert import refresh_cell
 from lrp_prune.network.config import BertConfig
 from lrp_prune.network.gates import FFN, HEADS, STRUCTURES, ModelGates
 from lrp_prune.network.hard_concrete import GateSettings, HardConcreteGate, initial_log_a
-from lrp_prune.pruning.budget import (HeadBudget, LatencyBudget, check_flops_target, check_speedup_target,
-                                     check_target, resolve_target)
+from lrp_prune.pruning.budget import HeadBudget, LatencyBudget, check_targets, resolve_target
 from lrp_prune.pruning.convert import convert_gated
 
 __all__ = [
@@ -126,17 +125,8 @@ class PrunerConfig:
               and all(isinstance(n, str) and n in STRUCTURES for n in names))
         expect(ok, "structures", f"a non-empty list of distinct names from {list(STRUCTURES)}", names)
         object.__setattr__(self, "structures", tuple(n for n in STRUCTURES if n in names))  # canonical order
-        if self.target_flops is not None:
-            object.__setattr__(self, "target_flops", check_flops_target(self.target_flops))
-            expect(self.target_heads is None, "target_flops", "no target_heads beside it (give one budget)",
-                   f"target_heads={self.target_heads} and target_flops={self.target_flops}")
         object.__setattr__(self, "cost_seq_length", check_int(self.cost_seq_length, "cost_seq_length", minimum=1,
                                                               optional=True))
-        if self.target_speedup is not None:
-            object.__setattr__(self, "target_speedup", check_speedup_target(self.target_speedup))
-            given = [n for n in ("target_heads", "target_flops") if getattr(self, n) is not None]
-            expect(not given, "target_speedup", "no other target beside it (give one budget)",
-                   f"{given[0]}={getattr(self, given[0])}" if given else None)
         object.__setattr__(self, "latency_batch_size", check_int(self.latency_batch_size, "latency_batch_size",
                                                                  minimum=1))
         if self.latency_table is not None:
@@ -154,8 +144,11 @@ class PrunerConfig:
             initial_log_a(1, self.log_a_init, 0)  # validates a number or "xavier_uniform"
         if is_number(self.log_a_init):
             object.__setattr__(self, "log_a_init", float(self.log_a_init))
+        heads, flops, speedup = check_targets(self.target_heads, self.target_flops, self.target_speedup)
+        object.__setattr__(self, "target_heads", heads)
+        object.__setattr__(self, "target_flops", flops)
+        object.__setattr__(self, "target_speedup", speedup)
         if self.target_heads is not None:
-            object.__setattr__(self, "target_heads", check_target(self.target_heads))
             expect("heads" in self.structures, "target_heads", "'heads' among the gated structures",
                    list(self.structures))
         if self.model_config is not None:
